@@ -1,0 +1,98 @@
+# c2a-worker: plain GNU make with pkg-config.
+#   make                 build build/c2a-worker
+#   make SANITIZE=1      ASan + UBSan build in build-san/
+#   make check           unit tests (cmocka) and integration tests (pytest)
+#   make install PREFIX=/usr/local DESTDIR=
+#   make CC=clang        any C11 compiler
+
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+CC         ?= cc
+PYTHON     ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+PKGS := libevent jansson
+
+ifeq ($(SANITIZE),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wno-missing-field-initializers -D_GNU_SOURCE -MMD -MP $(SANFLAGS) $(PKG_CFLAGS) \
+           -DSYSCONFDIR='"$(SYSCONFDIR)"'
+LDFLAGS += $(SANFLAGS) -Wl,--as-needed
+LDLIBS  += $(PKG_LIBS) -ldl
+
+COMMON_SRC := $(wildcard common/*.c)
+DAEMON_SRC := $(wildcard master/*.c) $(wildcard worker/*.c)
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TEST_APPS  := $(patsubst tests/apps/%.c,$(BUILD)/tests/%.so,$(wildcard tests/apps/*.c))
+
+BIN := $(BUILD)/c2a-worker
+
+.PHONY: all check unit integration install clean lint
+all: $(BIN)
+
+$(BIN): $(DAEMON_OBJ) $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $^ \
+		$(LDLIBS) $(shell pkg-config --libs cmocka)
+
+$(BUILD)/tests/%.so: tests/apps/%.c worker/c2a_app.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
+
+integration: $(BIN) $(TEST_APPS)
+	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) \
+		$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+check: all
+	$(MAKE) unit
+	$(MAKE) integration
+
+lint:
+	@for m in man/*.[0-9]; do mandoc -Tlint -Wwarning $$m || exit 1; done
+
+install: $(BIN)
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/include/c2a \
+		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/c2a-worker
+	install -m 0644 man/c2a-worker.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 0644 man/c2a-worker.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 0644 worker/c2a_app.h $(DESTDIR)$(PREFIX)/include/c2a/
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		scripts/c2a-worker.init > $(DESTDIR)$(SYSCONFDIR)/init.d/c2a-worker
+	chmod 0755 $(DESTDIR)$(SYSCONFDIR)/init.d/c2a-worker
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		scripts/c2a-worker.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/c2a-worker.service
+	test -e $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf || \
+		install -m 0644 conf/c2a-worker.conf $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,3 @@
+build-clang/common/backoff.o: common/backoff.c common/backoff.h
+
+common/backoff.h:

@@ -1,0 +1,13 @@
+build-clang/master/control_http.o: master/control_http.c master/master.h \
+  master/../common/config.h master/../common/scoreboard.h \
+  master/../common/log.h master/../common/util.h
+
+master/master.h:
+
+master/../common/config.h:
+
+master/../common/scoreboard.h:
+
+master/../common/log.h:
+
+master/../common/util.h:

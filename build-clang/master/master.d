@@ -1,0 +1,13 @@
+build-clang/master/master.o: master/master.c master/master.h \
+  master/../common/config.h master/../common/scoreboard.h \
+  master/../common/log.h master/../common/util.h
+
+master/master.h:
+
+master/../common/config.h:
+
+master/../common/scoreboard.h:
+
+master/../common/log.h:
+
+master/../common/util.h:

@@ -1,0 +1,109 @@
+/*
+ * The configuration: one table (config.c) describes every key with its type,
+ * default, bounds and documentation. The parser, `c2a-worker -t`, the defaults,
+ * the /status summary and the tests that keep the man page and the example file
+ * complete all read that table.
+ *
+ * A struct config is immutable once loaded; the master owns one per generation
+ * and frees the old one after a successful reload.
+ */
+#ifndef C2A_CONFIG_H
+#define C2A_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFIG_MAX_WORKERS 256
+#define CONFIG_MAX_URLS 16
+#define CONFIG_MAX_QUEUES 16
+
+struct config {
+    /* [master] */
+    char *control;
+    char *control_token;
+    char *pidfile;
+    char *log_file;
+    int log_level;
+    char *user;
+    char *group;
+    /* [workers] */
+    int count;
+    int timeout;
+    int graceful_timeout;
+    int job_timeout;
+    int max_jobs;
+    int max_jobs_jitter;
+    char *app;
+    /* [broker] */
+    char *urls[CONFIG_MAX_URLS];
+    int n_urls;
+    char *queues_raw;
+    char *queues[CONFIG_MAX_QUEUES];
+    int n_queues;
+    int prefetch;
+    int heartbeat;
+    int max_attempts;
+    /* [speech] */
+    char *engine;
+    char *voice;
+    char *format;
+    int sample_rate;
+    int max_chars;
+    char *http_url;
+    char *http_token;
+    /* [fetch] */
+    int fetch_timeout;
+    int fetch_max_bytes;
+    int allow_private;
+    /* [output] */
+    char *output_dir;
+
+    char *path; /* the file this came from */
+};
+
+enum config_type { CT_STRING, CT_INT, CT_BOOL, CT_ENUM, CT_ADDR, CT_LOGLEVEL, CT_URL, CT_QUEUES,
+                   CT_APP, CT_USER, CT_GROUP, CT_PATH, CT_HTTPURL };
+
+struct config_key {
+    const char *section;
+    const char *name;
+    enum config_type type;
+    size_t offset;
+    const char *def;           /* default, as it would be written in the file */
+    long min, max;             /* CT_INT bounds */
+    const char *const *choices; /* CT_ENUM, NULL-terminated */
+    int secret;                /* never shown in /status */
+    const char *doc;           /* one line for the example file and -h */
+};
+
+/* Receives one complete "file:line: key: reason" message per problem. */
+typedef void (*config_report_fn)(void *ctx, const char *msg);
+
+/* Parse the file at path. Every problem is reported (not just the first); NULL is
+ * returned when there was any. */
+struct config *config_load(const char *path, config_report_fn report, void *ctx);
+/* Parse from a buffer; name is used in messages. For tests and -t. */
+struct config *config_parse(const char *name, const char *text, size_t len,
+                            config_report_fn report, void *ctx);
+/* A configuration with every default, as if from an empty file. */
+struct config *config_defaults(void);
+void config_free(struct config *cfg);
+
+/* Override a key from the command line (-w, -b); -1 with a message if invalid. */
+int config_set(struct config *cfg, const char *section, const char *name, const char *value,
+               char *err, size_t errlen);
+
+size_t config_key_count(void);
+const struct config_key *config_key_at(size_t i);
+/* The value of a key as text (for /status and `-t -v`); the caller frees it. */
+char *config_value_string(const struct config *cfg, const struct config_key *k);
+
+/* Split "host:port" / "[v6]:port" / "unix:/path"; 0 or -1 with a reason. */
+struct control_addr {
+    int is_unix;
+    char host[256];
+    char port[8];
+    char path[108];
+};
+int config_parse_addr(const char *s, struct control_addr *out, const char **why);
+
+#endif

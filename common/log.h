@@ -1,0 +1,37 @@
+/*
+ * Logging for the master and the workers. One line per message, written with a
+ * single write(2) to an O_APPEND descriptor so that lines from several processes
+ * never interleave. The target is stderr ("-"), a file path, or "syslog".
+ *
+ * The state is per process: a worker inherits the master's open file at fork and
+ * reopens it itself on USR1.
+ */
+#ifndef C2A_LOG_H
+#define C2A_LOG_H
+
+enum log_level { LL_DEBUG = 0, LL_INFO, LL_WARN, LL_ERROR };
+
+/* Parse "debug", "info", "warn", "error"; -1 if unknown. */
+int log_level_parse(const char *s);
+const char *log_level_name(enum log_level lvl);
+
+/* Switch to a new target and level. On failure the previous target stays and -1
+ * is returned with errno set. */
+int log_open(const char *target, enum log_level level);
+/* Close and reopen the current file target (logrotate); no-op for stderr/syslog. */
+int log_reopen(void);
+/* Make log files owned by this uid (workers run unprivileged and reopen too). */
+void log_set_owner(int uid, int gid);
+/* "master" or "worker": printed in every line. */
+void log_set_role(const char *role);
+/* Close the log in a process that will not log any more. */
+void log_close(void);
+
+void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_debug(...) log_msg(LL_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LL_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LL_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LL_ERROR, __VA_ARGS__)
+
+#endif

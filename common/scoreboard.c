@@ -1,0 +1,97 @@
+#include "scoreboard.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+static size_t scoreboard_size(unsigned nslots)
+{
+    return sizeof(struct scoreboard) + (size_t)nslots * sizeof(struct sb_slot);
+}
+
+struct scoreboard *scoreboard_create(unsigned nslots)
+{
+    size_t size = scoreboard_size(nslots);
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        log_error("scoreboard: mmap of %zu bytes failed: %s", size, strerror(errno));
+        return NULL;
+    }
+    struct scoreboard *sb = p; /* anonymous mappings come zeroed: every slot is WS_FREE */
+    sb->nslots = nslots;
+    return sb;
+}
+
+void scoreboard_destroy(struct scoreboard *sb)
+{
+    if (sb)
+        munmap(sb, scoreboard_size(sb->nslots));
+}
+
+int scoreboard_acquire(struct scoreboard *sb)
+{
+    for (unsigned i = 0; i < sb->nslots; i++) {
+        struct sb_slot *s = &sb->slots[i];
+        if (atomic_load(&s->state) != WS_FREE)
+            continue;
+        atomic_store(&s->pid, 0);
+        atomic_store(&s->broker_connected, 0);
+        atomic_store(&s->started_real_ms, now_real_ms());
+        atomic_store(&s->heartbeat_mono_ms, now_mono_ms());
+        atomic_store(&s->job_started_mono_ms, 0);
+        atomic_store(&s->jobs_ok, 0);
+        atomic_store(&s->jobs_failed, 0);
+        atomic_store(&s->jobs_retried, 0);
+        atomic_store(&s->jobs_dead, 0);
+        atomic_store(&s->rss_kb, 0);
+        s->current_job[0] = '\0';
+        atomic_store(&s->seq, 0);
+        atomic_store(&s->state, WS_BOOTING);
+        return (int)i;
+    }
+    return -1;
+}
+
+void scoreboard_release(struct scoreboard *sb, int idx)
+{
+    atomic_store(&sb->slots[idx].pid, 0);
+    atomic_store(&sb->slots[idx].state, WS_FREE);
+}
+
+const char *worker_state_name(enum worker_state st)
+{
+    static const char *const names[] = {"free", "booting", "idle", "busy", "paused", "stopping"};
+    return (unsigned)st < ARRAY_LEN(names) ? names[st] : "unknown";
+}
+
+void slot_set_job(struct sb_slot *slot, const char *id)
+{
+    unsigned seq = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+    atomic_store_explicit(&slot->seq, seq + 1, memory_order_release);
+    atomic_thread_fence(memory_order_release);
+    strlcpy_c2a(slot->current_job, id ? id : "", sizeof(slot->current_job));
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&slot->seq, seq + 2, memory_order_release);
+    atomic_store(&slot->job_started_mono_ms, id ? now_mono_ms() : 0);
+}
+
+void slot_get_job(struct sb_slot *slot, char *buf, size_t len)
+{
+    for (int tries = 0; tries < 1000; tries++) {
+        unsigned a = atomic_load_explicit(&slot->seq, memory_order_acquire);
+        if (a & 1)
+            continue;
+        atomic_thread_fence(memory_order_acquire);
+        char tmp[SCOREBOARD_JOB_LEN];
+        memcpy(tmp, slot->current_job, sizeof(tmp));
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&slot->seq, memory_order_acquire) != a)
+            continue;
+        tmp[sizeof(tmp) - 1] = '\0';
+        strlcpy_c2a(buf, tmp, len);
+        return;
+    }
+    strlcpy_c2a(buf, "", len); /* a writer that never settles: show nothing */
+}

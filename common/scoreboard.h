@@ -1,0 +1,68 @@
+/*
+ * The scoreboard: one shared, anonymous memory mapping made by the master before
+ * it forks, with one slot per worker. A worker writes only its own slot (state,
+ * heartbeat, counters, current job); the master reads every slot and owns slot
+ * allocation. Numeric fields are C11 atomics; the current job id, which is text,
+ * is guarded by a per-slot sequence counter (a seqlock: one writer, lock-free
+ * readers that retry).
+ *
+ * The header carries the master's requests to all workers (paused) that workers
+ * poll on their heartbeat timer.
+ */
+#ifndef C2A_SCOREBOARD_H
+#define C2A_SCOREBOARD_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Room for a full pool plus a full replacement pool during a reload. */
+#define SCOREBOARD_SLOTS 512
+#define SCOREBOARD_JOB_LEN 128
+
+enum worker_state { WS_FREE = 0, WS_BOOTING, WS_IDLE, WS_BUSY, WS_PAUSED, WS_STOPPING };
+
+struct sb_slot {
+    atomic_int pid;
+    atomic_int state;           /* enum worker_state */
+    atomic_int broker_connected;
+    atomic_int_least64_t started_real_ms;
+    atomic_int_least64_t heartbeat_mono_ms;
+    atomic_int_least64_t job_started_mono_ms; /* 0 when no job */
+    atomic_uint_least64_t jobs_ok;
+    atomic_uint_least64_t jobs_failed;
+    atomic_uint_least64_t jobs_retried;
+    atomic_uint_least64_t jobs_dead;
+    atomic_uint_least64_t rss_kb;
+    atomic_uint seq; /* odd while current_job is being written */
+    char current_job[SCOREBOARD_JOB_LEN];
+};
+
+struct scoreboard {
+    atomic_int paused; /* set by the master: workers stop consuming */
+    unsigned nslots;
+    struct sb_slot slots[];
+};
+
+/* Map a scoreboard of nslots slots. NULL on failure (logged). Master only. */
+struct scoreboard *scoreboard_create(unsigned nslots);
+void scoreboard_destroy(struct scoreboard *sb);
+
+/* Take a free slot for a new worker and reset it; -1 when full. Master only. */
+int scoreboard_acquire(struct scoreboard *sb);
+/* Return a slot after its worker has been reaped. Master only. */
+void scoreboard_release(struct scoreboard *sb, int idx);
+
+static inline struct sb_slot *scoreboard_slot(struct scoreboard *sb, int idx)
+{
+    return &sb->slots[idx];
+}
+
+const char *worker_state_name(enum worker_state st);
+
+/* Writer side (the slot's worker): set or clear (id == NULL) the current job. */
+void slot_set_job(struct sb_slot *slot, const char *id);
+/* Reader side (any process): copy the current job id into buf ("" when none). */
+void slot_get_job(struct sb_slot *slot, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * Small helpers every module uses: allocation that cannot fail (running out of
+ * memory is fatal, logged once here rather than checked at every call site) and
+ * the two clocks.
+ */
+#ifndef C2A_UTIL_H
+#define C2A_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define C2A_VERSION "0.1.0"
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds on CLOCK_MONOTONIC: the same clock in every process of the host,
+ * so the master can compare a worker's heartbeat with its own "now". */
+int64_t now_mono_ms(void);
+/* Milliseconds since the epoch (wall clock), for display only. */
+int64_t now_real_ms(void);
+
+/* Copy at most size-1 bytes and always terminate; returns strlen(src). */
+size_t strlcpy_c2a(char *dst, const char *src, size_t size);
+
+/* Resident set size of a process in kB from /proc/<pid>/statm; 0 if unknown. */
+uint64_t proc_rss_kb(int pid);
+
+#endif

@@ -1,0 +1,341 @@
+/*
+ * The control socket: libevent's evhttp on a listening socket the master binds
+ * before forking (TCP host:port or a unix socket). Nothing a client sends may
+ * crash or stall the master: headers and bodies are capped, idle connections time
+ * out, and when the process runs out of descriptors the listener pauses instead
+ * of spinning on accept().
+ */
+#include "master.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define MAX_HEADERS_SIZE 8192
+#define MAX_BODY_SIZE 65536
+#define CLIENT_TIMEOUT_S 10
+#define ACCEPT_PAUSE_MS 100
+
+struct control {
+    struct master *m;
+    struct evhttp *http;
+    struct evhttp_bound_socket *bound;
+    struct evconnlistener *listener;
+    struct event *resume_accept;
+    char *addr;
+    char unix_path[108];
+    int fd;
+    int handed_over; /* the socket belongs to another master now: never unlink it */
+};
+
+/* A unix socket path may be left over from a crash: remove it unless something
+ * still accepts on it. */
+static int unix_path_in_use(const char *path)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return 0;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strlcpy_c2a(sa.sun_path, path, sizeof(sa.sun_path));
+    int rc = connect(s, (struct sockaddr *)&sa, sizeof(sa));
+    close(s);
+    return rc == 0;
+}
+
+static int bind_unix(const char *path)
+{
+    if (unix_path_in_use(path)) {
+        log_error("control socket %s: another process is listening on it", path);
+        return -1;
+    }
+    unlink(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        log_error("control socket: socket: %s", strerror(errno));
+        return -1;
+    }
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    strlcpy_c2a(sa.sun_path, path, sizeof(sa.sun_path));
+    mode_t old = umask(0117);
+    int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+    umask(old);
+    if (rc < 0 || chmod(path, 0660) < 0 || listen(fd, 511) < 0) {
+        log_error("control socket %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int bind_tcp(const char *host, const char *port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        log_error("control socket %s:%s: %s", host, port, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 511) == 0)
+            break;
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    if (fd < 0)
+        log_error("control socket %s:%s: %s", host, port, strerror(err));
+    return fd;
+}
+
+static void reply_json(struct evhttp_request *req, int code, const char *reason, json_t *doc)
+{
+    struct evbuffer *buf = evbuffer_new();
+    char *text = json_dumps(doc, JSON_COMPACT);
+    if (buf && text) {
+        evbuffer_add(buf, text, strlen(text));
+        evbuffer_add(buf, "\n", 1);
+    }
+    free(text);
+    json_decref(doc);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, code, reason, buf);
+    if (buf)
+        evbuffer_free(buf);
+}
+
+static void reply_error(struct evhttp_request *req, int code, const char *reason,
+                        const char *errcode, const char *message)
+{
+    reply_json(req, code, reason,
+               json_pack("{s:{s:s,s:s}}", "error", "code", errcode, "message", message));
+}
+
+static int query_has(struct evhttp_request *req, const char *name)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (!q)
+        return 0;
+    size_t n = strlen(name);
+    for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL)
+        if (strncmp(p, name, n) == 0 && (p[n] == '\0' || p[n] == '&' || p[n] == '='))
+            return 1;
+    return 0;
+}
+
+static void handle_status(struct control *c, struct evhttp_request *req)
+{
+    reply_json(req, HTTP_OK, "OK", status_build(c->m, query_has(req, "full")));
+}
+
+static const struct route {
+    const char *path;
+    enum evhttp_cmd_type method;
+    void (*handler)(struct control *c, struct evhttp_request *req);
+} routes[] = {
+    {"/status", EVHTTP_REQ_GET, handle_status},
+};
+
+static void dispatch(struct evhttp_request *req, void *arg)
+{
+    struct control *c = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !path[0])
+        path = "/";
+    int path_known = 0;
+    for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
+        if (strcmp(routes[i].path, path) != 0)
+            continue;
+        path_known = 1;
+        if (routes[i].method == evhttp_request_get_command(req)) {
+            routes[i].handler(c, req);
+            return;
+        }
+    }
+    if (path_known) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        reply_error(req, 405, "Method Not Allowed", "method_not_allowed",
+                    "this path does not accept that method");
+        return;
+    }
+    reply_error(req, HTTP_NOTFOUND, "Not Found", "not_found", "no such path");
+}
+
+/* evhttp_bind_listener() takes over the listener's callback argument, so the
+ * error callback cannot be handed its control; the (at most two, during a reload
+ * that moves the socket) live controls are found here instead. */
+static struct control *live_controls[4];
+
+static struct control *control_of(struct evconnlistener *lis)
+{
+    for (size_t i = 0; i < ARRAY_LEN(live_controls); i++)
+        if (live_controls[i] && live_controls[i]->listener == lis)
+            return live_controls[i];
+    return NULL;
+}
+
+static void track(struct control *c, int on)
+{
+    for (size_t i = 0; i < ARRAY_LEN(live_controls); i++) {
+        if (on && !live_controls[i]) {
+            live_controls[i] = c;
+            return;
+        }
+        if (!on && live_controls[i] == c)
+            live_controls[i] = NULL;
+    }
+}
+
+static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct control *c = arg;
+    if (c->listener)
+        evconnlistener_enable(c->listener);
+}
+
+static void accept_error_cb(struct evconnlistener *lis, void *arg)
+{
+    (void)arg;
+    struct control *c = control_of(lis);
+    int e = EVUTIL_SOCKET_ERROR();
+    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+        log_warn("control socket: accept: %s; pausing accepts for %d ms", strerror(e),
+                 ACCEPT_PAUSE_MS);
+        evconnlistener_disable(lis);
+        struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+        if (c)
+            evtimer_add(c->resume_accept, &tv);
+    } else {
+        log_debug("control socket: accept: %s", strerror(e));
+    }
+}
+
+struct control *control_open(struct master *m, const char *addr, int inherited_fd)
+{
+    struct control_addr a;
+    const char *why;
+    if (config_parse_addr(addr, &a, &why) < 0) {
+        log_error("control socket %s: %s", addr, why);
+        return NULL;
+    }
+    int fd = inherited_fd;
+    if (fd < 0)
+        fd = a.is_unix ? bind_unix(a.path) : bind_tcp(a.host, a.port);
+    if (fd < 0)
+        return NULL;
+    evutil_make_socket_nonblocking(fd);
+    evutil_make_socket_closeonexec(fd);
+
+    struct control *c = xcalloc(1, sizeof(*c));
+    c->m = m;
+    c->fd = fd;
+    c->addr = xstrdup(addr);
+    if (a.is_unix)
+        strlcpy_c2a(c->unix_path, a.path, sizeof(c->unix_path));
+    c->http = evhttp_new(m->base);
+    c->listener = evconnlistener_new(m->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    c->resume_accept = evtimer_new(m->base, resume_accept_cb, c);
+    if (!c->http || !c->listener || !c->resume_accept) {
+        log_error("control socket %s: cannot set up the HTTP server", addr);
+        if (!c->listener)
+            close(fd);
+        control_free(c);
+        return NULL;
+    }
+    evhttp_set_max_headers_size(c->http, MAX_HEADERS_SIZE);
+    evhttp_set_max_body_size(c->http, MAX_BODY_SIZE);
+    evhttp_set_timeout(c->http, CLIENT_TIMEOUT_S);
+    evhttp_set_allowed_methods(c->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(c->http, dispatch, c);
+    c->bound = evhttp_bind_listener(c->http, c->listener);
+    if (!c->bound) {
+        log_error("control socket %s: cannot attach the listener", addr);
+        control_free(c);
+        return NULL;
+    }
+    evconnlistener_set_error_cb(c->listener, accept_error_cb);
+    track(c, 1);
+    return c;
+}
+
+static void control_release(struct control *c, int unlink_path)
+{
+    if (!c)
+        return;
+    track(c, 0);
+    if (c->http)
+        evhttp_free(c->http); /* frees the bound socket and its listener */
+    else if (c->listener)
+        evconnlistener_free(c->listener);
+    if (c->resume_accept)
+        event_free(c->resume_accept);
+    if (unlink_path && c->unix_path[0] && !c->handed_over)
+        unlink(c->unix_path);
+    free(c->addr);
+    free(c);
+}
+
+void control_free(struct control *c)
+{
+    control_release(c, 1);
+}
+
+void control_free_in_child(struct control *c)
+{
+    control_release(c, 0);
+}
+
+const char *control_address(const struct control *c)
+{
+    return c->addr;
+}
+
+int control_listen_fd(const struct control *c)
+{
+    return c->fd;
+}
+
+void control_stop_listening(struct control *c)
+{
+    if (c->handed_over)
+        return;
+    c->handed_over = 1;
+    if (c->bound) {
+        evhttp_del_accept_socket(c->http, c->bound);
+        c->bound = NULL;
+        c->listener = NULL;
+    }
+}

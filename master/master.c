@@ -1,0 +1,303 @@
+/*
+ * The master's loop and its state changes: start, reload (HUP), graceful and fast
+ * stop (TERM/INT, QUIT), scaling (TTIN/TTOU), log reopening (USR1) and binary
+ * re-exec (USR2). Signals, the control socket and the supervision timer all end
+ * up here, on one libevent loop.
+ */
+#include "master.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define TICK_MS 200
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct master *m = arg;
+    children_supervise(m);
+    if (m->state != MS_RUNNING && children_alive(m) == 0)
+        event_base_loopexit(m->base, NULL);
+}
+
+int master_apply_overrides(struct master *m, struct config *cfg)
+{
+    char err[256];
+    if (m->cli_count && config_set(cfg, "workers", "count", m->cli_count, err, sizeof(err)) < 0)
+        goto bad;
+    if (m->cli_control &&
+        config_set(cfg, "master", "control", m->cli_control, err, sizeof(err)) < 0)
+        goto bad;
+    if (m->cli_pidfile &&
+        config_set(cfg, "master", "pidfile", m->cli_pidfile, err, sizeof(err)) < 0)
+        goto bad;
+    return 0;
+bad:
+    log_error("command line: %s", err);
+    return -1;
+}
+
+static void set_log_owner(const struct config *cfg)
+{
+    struct passwd *pw = cfg->user[0] ? getpwnam(cfg->user) : NULL;
+    if (pw)
+        log_set_owner((int)pw->pw_uid, (int)pw->pw_gid);
+    else
+        log_set_owner(-1, -1);
+}
+
+/* Detach from the terminal once start-up has succeeded. */
+static void notify_started(int notify_fd)
+{
+    if (notify_fd < 0)
+        return;
+    if (write(notify_fd, "k", 1) < 0) {
+        /* the foreground parent is gone: nobody to tell */
+    }
+    close(notify_fd);
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        if (null > STDERR_FILENO)
+            close(null);
+    }
+}
+
+int master_run(struct master *m, int inherited_fd, int notify_fd)
+{
+    m->base = event_base_new();
+    if (!m->base) {
+        log_error("event_base_new failed");
+        return 2;
+    }
+    m->sb = scoreboard_create(SCOREBOARD_SLOTS);
+    if (!m->sb)
+        return 2;
+    if (signals_init(m) < 0)
+        return 2;
+    m->control = control_open(m, m->cfg->control, inherited_fd);
+    if (!m->control)
+        return 2;
+    char err[512];
+    if (pidfile_open(&m->pidfile, m->cfg->pidfile, err, sizeof(err)) < 0) {
+        log_error("%s", err);
+        control_free(m->control);
+        return 2;
+    }
+    set_log_owner(m->cfg);
+    if (m->daemonized && strcmp(m->cfg->log_file, "-") == 0)
+        log_warn("running in the background with log_file = -: log lines are discarded");
+    notify_started(notify_fd);
+    m->tick = event_new(m->base, -1, EV_PERSIST, tick_cb, m);
+    struct timeval tv = {0, TICK_MS * 1000};
+    event_add(m->tick, &tv);
+
+    m->target = m->cfg->count;
+    m->generation = 1;
+    m->state = MS_RUNNING;
+    m->started_real_ms = now_real_ms();
+    log_info("c2a-worker %s master started: pid %d, control %s, %d workers, config %s",
+             C2A_VERSION, (int)getpid(), control_address(m->control), m->target,
+             m->config_path);
+    children_supervise(m);
+
+    event_base_dispatch(m->base);
+
+    log_info("master exiting (%d)", m->exit_code);
+    event_free(m->tick);
+    control_free(m->control);
+    signals_free(m);
+    event_base_free(m->base);
+    scoreboard_destroy(m->sb);
+    return m->exit_code;
+}
+
+static void report_to_log(void *ctx, const char *msg)
+{
+    (void)ctx;
+    log_error("%s", msg);
+}
+
+void master_reload(struct master *m)
+{
+    if (m->state != MS_RUNNING) {
+        log_warn("reload ignored: stopping");
+        return;
+    }
+    struct config *cfg = config_load(m->config_path, report_to_log, NULL);
+    if (!cfg || master_apply_overrides(m, cfg) < 0) {
+        log_error("reload refused: %s has errors; the running configuration stays",
+                  m->config_path);
+        config_free(cfg);
+        return;
+    }
+    if (strcmp(cfg->log_file, m->cfg->log_file) != 0 || cfg->log_level != m->cfg->log_level) {
+        if (log_open(cfg->log_file, (enum log_level)cfg->log_level) < 0) {
+            log_error("reload refused: cannot open log %s: %s", cfg->log_file, strerror(errno));
+            config_free(cfg);
+            return;
+        }
+    }
+    if (strcmp(cfg->control, m->cfg->control) != 0) {
+        struct control *c = control_open(m, cfg->control, -1);
+        if (!c) {
+            log_error("reload refused: cannot bind control socket %s", cfg->control);
+            config_free(cfg);
+            return;
+        }
+        control_free(m->control);
+        m->control = c;
+    }
+    if (strcmp(cfg->pidfile, m->cfg->pidfile) != 0)
+        log_warn("reload: pidfile changed to '%s'; it takes effect at the next start",
+                 cfg->pidfile);
+    set_log_owner(cfg);
+
+    /* Children keep pointers into their own copy of the old configuration, so
+     * freeing the master's copy is safe. */
+    config_free(m->cfg);
+    m->cfg = cfg;
+    m->generation++;
+    m->generation_ready = 0;
+    m->target = cfg->count;
+    m->boot_failures = 0;
+    m->next_spawn_mono_ms = 0;
+    m->reloads++;
+    log_info("configuration reloaded (generation %u, %d workers)", m->generation, m->target);
+    children_supervise(m);
+}
+
+void master_stop(struct master *m, int graceful)
+{
+    if (graceful && m->state != MS_RUNNING)
+        return;
+    if (!graceful && m->state == MS_QUITTING)
+        return;
+    m->state = graceful ? MS_STOPPING : MS_QUITTING;
+    log_info("%s stop: %d workers to stop", graceful ? "graceful" : "fast", children_alive(m));
+    /* A re-executed master holds the control socket now; leave it to it. */
+    if (m->new_master_pid)
+        control_stop_listening(m->control);
+    children_signal_all(m, graceful ? SIGTERM : SIGQUIT);
+    if (children_alive(m) == 0)
+        event_base_loopexit(m->base, NULL);
+}
+
+void master_scale(struct master *m, int delta)
+{
+    if (m->state != MS_RUNNING)
+        return;
+    int n = m->target + delta;
+    if (n < 1 || n > CONFIG_MAX_WORKERS) {
+        log_warn("scale to %d refused (1..%d)", n, CONFIG_MAX_WORKERS);
+        return;
+    }
+    m->target = n;
+    log_info("scaling to %d workers", n);
+    children_supervise(m);
+}
+
+void master_reopen_logs(struct master *m)
+{
+    log_reopen();
+    log_info("log reopened");
+    children_signal_all(m, SIGUSR1);
+}
+
+/* USR2: start the binary on disk again as a child, handing it the listening
+ * socket through C2A_CONTROL_FD. The pidfile moves to "<pidfile>.oldbin" so the
+ * new master can take the name; the new master sends us TERM once its workers
+ * are up, and if it dies first we take the name back (children.c). */
+void master_reexec(struct master *m)
+{
+    if (m->state != MS_RUNNING || m->new_master_pid) {
+        log_warn("re-exec ignored: %s", m->new_master_pid ? "one is starting" : "stopping");
+        return;
+    }
+    if (m->pidfile.path) {
+        char *old = xasprintf("%s.oldbin", m->pidfile.path);
+        int rc = pidfile_rename(&m->pidfile, old);
+        free(old);
+        if (rc < 0)
+            return;
+    }
+    int fd = control_listen_fd(m->control);
+    char fdbuf[16], pidbuf[16];
+    snprintf(fdbuf, sizeof(fdbuf), "%d", fd);
+    snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
+
+    char *argv[12];
+    int argc = 0;
+    argv[argc++] = m->self_exe;
+    argv[argc++] = "-c";
+    argv[argc++] = m->config_path;
+    if (m->cli_count) {
+        argv[argc++] = "-w";
+        argv[argc++] = (char *)m->cli_count;
+    }
+    if (m->cli_control) {
+        argv[argc++] = "-b";
+        argv[argc++] = (char *)m->cli_control;
+    }
+    if (m->cli_pidfile) {
+        argv[argc++] = "-p";
+        argv[argc++] = (char *)m->cli_pidfile;
+    }
+    argv[argc] = NULL;
+
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0)
+            fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+        setenv("C2A_CONTROL_FD", fdbuf, 1);
+        setenv("C2A_CONTROL_ADDR", control_address(m->control), 1);
+        setenv("C2A_OLD_MASTER", pidbuf, 1);
+        for (int s = 1; s < NSIG; s++)
+            signal(s, SIG_DFL);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        execv(m->self_exe, argv);
+        log_error("re-exec %s: %s", m->self_exe, strerror(errno));
+        _exit(127);
+    }
+    int e = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        log_error("re-exec: fork: %s", strerror(e));
+        return;
+    }
+    m->new_master_pid = pid;
+    log_info("re-executing %s as pid %d", m->self_exe, (int)pid);
+}
+
+void master_close_in_child(struct master *m)
+{
+    /* event_reinit gives this process its own epoll set first, so that freeing
+     * the master's events below cannot remove them from the master's set. */
+    event_reinit(m->base);
+    event_free(m->tick);
+    m->tick = NULL;
+    control_free_in_child(m->control);
+    m->control = NULL;
+    signals_free(m);
+    event_base_free(m->base);
+    m->base = NULL;
+    if (m->pidfile.fd >= 0)
+        close(m->pidfile.fd);
+    m->pidfile.fd = -1;
+}

@@ -1,0 +1,135 @@
+/*
+ * The master process: what its modules share. The master never does job work; it
+ * owns the configuration, the scoreboard, the control socket, the pidfile and the
+ * table of children, and acts on signals and timers from one libevent loop.
+ *
+ *   main.c          command line, -t, daemonizing, start-up order
+ *   master.c        the loop, reload, stop, re-exec, cleanup in a forked child
+ *   children.c      fork, reap, supervise (heartbeat, job timeout, backoff, scaling)
+ *   signals.c       signal table: each signal's name and action
+ *   control_http.c  the control socket (evhttp)
+ *   status.c        the /status document, built from the scoreboard
+ *   pidfile.c       pidfile with a lock
+ */
+#ifndef C2A_MASTER_H
+#define C2A_MASTER_H
+
+#include "../common/config.h"
+#include "../common/scoreboard.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+struct event_base;
+struct event;
+struct control;
+
+enum master_state { MS_RUNNING, MS_STOPPING, MS_QUITTING };
+
+/* Why a worker left; indexes master.restarts_by_reason. */
+enum exit_reason { XR_CRASHED, XR_KILLED, XR_HEARTBEAT, XR_JOB_TIMEOUT, XR_RECYCLED,
+                   XR_BOOT_FAILED, XR_COUNT };
+
+struct child {
+    pid_t pid;
+    int slot;
+    unsigned generation;
+    int64_t spawned_mono_ms;
+    int ready;              /* reached idle at least once */
+    int asked_to_stop;      /* we sent TERM/QUIT: its exit is expected */
+    int64_t kill_at_mono_ms; /* SIGKILL if still alive then; 0 = no deadline */
+    int kill_reason;         /* enum exit_reason when the master killed it, else -1 */
+};
+
+struct pidfile {
+    char *path;
+    int fd;
+};
+
+struct master {
+    struct event_base *base;
+    struct config *cfg;
+    char *config_path;        /* absolute */
+    /* Command-line overrides, re-applied on every reload. */
+    const char *cli_count;
+    const char *cli_control;
+    const char *cli_pidfile;
+    char *self_exe;           /* for USR2 re-exec */
+    int daemonized;
+
+    struct scoreboard *sb;
+    struct child children[SCOREBOARD_SLOTS];
+    int nchildren;
+    int target;               /* workers wanted in the current generation */
+    unsigned generation;
+    enum master_state state;
+    int64_t started_real_ms;
+    uint64_t reloads;
+
+    uint32_t boot_failures;   /* consecutive; reset when a worker becomes ready */
+    int64_t next_spawn_mono_ms;
+    int generation_ready;     /* every worker of the current generation came up once */
+
+    /* Counters of workers that have exited, so totals survive restarts. */
+    uint64_t retired_ok, retired_failed, retired_retried, retired_dead;
+    uint64_t restarts_by_reason[XR_COUNT];
+
+    struct control *control;
+    struct pidfile pidfile;
+
+    pid_t new_master_pid;     /* USR2: the re-executed binary, while it starts */
+    pid_t old_master_pid;     /* we are that binary: stop our parent once ready */
+
+    struct event *signal_events[16];
+    int n_signal_events;
+    struct event *tick;
+    int exit_code;
+};
+
+/* master.c */
+/* Bind, write the pidfile, tell a waiting foreground parent (notify_fd, or -1)
+ * that start-up worked, then supervise until stopped. Returns the exit status. */
+int master_run(struct master *m, int inherited_control_fd, int notify_fd);
+void master_reload(struct master *m);
+void master_stop(struct master *m, int graceful);
+void master_reexec(struct master *m);
+void master_reopen_logs(struct master *m);
+void master_scale(struct master *m, int delta);
+/* In a freshly forked child: release everything the master's loop owns without
+ * touching the master's own kernel objects (epoll set, listening socket). */
+void master_close_in_child(struct master *m);
+/* Apply -w/-b/-p overrides; -1 with a message logged if one is invalid. */
+int master_apply_overrides(struct master *m, struct config *cfg);
+
+/* children.c */
+void children_supervise(struct master *m);
+void children_reap(struct master *m);
+void children_signal_all(struct master *m, int sig);
+int children_alive(const struct master *m);
+const char *exit_reason_name(enum exit_reason r);
+
+/* signals.c */
+int signals_init(struct master *m);
+void signals_free(struct master *m);
+
+/* control_http.c */
+struct control *control_open(struct master *m, const char *addr, int inherited_fd);
+void control_free(struct control *c);
+/* Close the listening socket in this process only (for a forked child). */
+void control_free_in_child(struct control *c);
+const char *control_address(const struct control *c);
+int control_listen_fd(const struct control *c);
+/* Stop accepting (the re-executed master has the socket now). */
+void control_stop_listening(struct control *c);
+
+/* status.c */
+struct json_t;
+struct json_t *status_build(struct master *m, int full);
+
+/* pidfile.c */
+int pidfile_open(struct pidfile *pf, const char *path, char *err, size_t errlen);
+int pidfile_rename(struct pidfile *pf, const char *newpath);
+void pidfile_remove(struct pidfile *pf);
+void pidfile_close(struct pidfile *pf);
+
+#endif

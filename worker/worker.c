@@ -1,0 +1,188 @@
+/*
+ * A worker process: its own libevent loop (never the master's), its scoreboard
+ * slot, its signals. TERM stops it gracefully, QUIT and INT at once, USR1 reopens
+ * the log. The heartbeat timer proves to the master that the loop turns; a loop
+ * that blocks stops the heartbeat and gets the worker replaced.
+ */
+#include "worker.h"
+#include "app.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#define HEARTBEAT_MAX_MS 1000
+
+struct worker {
+    struct event_base *base;
+    const struct config *cfg;
+    struct scoreboard *sb;
+    struct sb_slot *slot;
+    pid_t master_pid;
+    struct app_handle app;
+    struct event *signals[5];
+    struct event *heartbeat;
+    int stopping;
+};
+
+static void set_state(struct worker *w, enum worker_state st)
+{
+    atomic_store(&w->slot->state, st);
+}
+
+static void begin_stop(struct worker *w, const char *why)
+{
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    log_info("stopping: %s", why);
+    set_state(w, WS_STOPPING);
+    /* Nothing is in flight yet in an idle worker: leave the loop now. */
+    event_base_loopexit(w->base, NULL);
+}
+
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct worker *w = arg;
+    atomic_store(&w->slot->heartbeat_mono_ms, now_mono_ms());
+    atomic_store(&w->slot->rss_kb, proc_rss_kb(getpid()));
+    if (getppid() != w->master_pid) {
+        begin_stop(w, "the master is gone");
+        return;
+    }
+    if (!w->stopping) {
+        int paused = atomic_load(&w->sb->paused);
+        int st = atomic_load(&w->slot->state);
+        if (paused && st == WS_IDLE)
+            set_state(w, WS_PAUSED);
+        else if (!paused && st == WS_PAUSED)
+            set_state(w, WS_IDLE);
+    }
+}
+
+static void signal_cb(evutil_socket_t signo, short what, void *arg)
+{
+    (void)what;
+    struct worker *w = arg;
+    switch (signo) {
+    case SIGTERM:
+        begin_stop(w, "SIGTERM");
+        break;
+    case SIGQUIT:
+    case SIGINT:
+        log_info("exiting now: SIG%s", signo == SIGQUIT ? "QUIT" : "INT");
+        set_state(w, WS_STOPPING);
+        w->stopping = 1;
+        event_base_loopbreak(w->base);
+        break;
+    case SIGUSR1:
+        log_reopen();
+        break;
+    case SIGHUP:
+        break; /* the master reloads by replacing workers */
+    }
+}
+
+/* Workers run unprivileged when `user` is set and the master is root. */
+static int drop_privileges(const struct config *cfg)
+{
+    if (!cfg->user[0] || geteuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam(cfg->user);
+    if (!pw) {
+        log_error("user %s: no such user", cfg->user);
+        return -1;
+    }
+    gid_t gid = pw->pw_gid;
+    if (cfg->group[0]) {
+        struct group *gr = getgrnam(cfg->group);
+        if (!gr) {
+            log_error("group %s: no such group", cfg->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (initgroups(pw->pw_name, gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+        log_error("cannot become %s: %s", cfg->user, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void boot_fail(const char *msg)
+{
+    log_error("boot failed: %s", msg);
+    exit(WORKER_EXIT_BOOT);
+}
+
+void worker_main(const struct worker_args *a)
+{
+    struct worker w = {0};
+    w.cfg = a->cfg;
+    w.sb = a->sb;
+    w.slot = scoreboard_slot(a->sb, a->slot);
+    w.master_pid = a->master_pid;
+    log_set_role("worker");
+
+    /* If the master dies, so do we; and it may have died already. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != w.master_pid)
+        exit(0);
+    atomic_store(&w.slot->pid, getpid());
+    atomic_store(&w.slot->heartbeat_mono_ms, now_mono_ms());
+
+    static const int sigs[] = {SIGTERM, SIGQUIT, SIGINT, SIGUSR1, SIGHUP};
+    for (int s = 1; s < NSIG; s++)
+        if (s != SIGKILL && s != SIGSTOP)
+            signal(s, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+
+    w.base = event_base_new();
+    if (!w.base)
+        boot_fail("event_base_new failed");
+    for (size_t i = 0; i < ARRAY_LEN(sigs); i++) {
+        w.signals[i] = evsignal_new(w.base, sigs[i], signal_cb, &w);
+        evsignal_add(w.signals[i], NULL);
+    }
+    int64_t hb_ms = (int64_t)w.cfg->timeout * 1000 / 4;
+    if (hb_ms > HEARTBEAT_MAX_MS)
+        hb_ms = HEARTBEAT_MAX_MS;
+    if (hb_ms < 50)
+        hb_ms = 50;
+    w.heartbeat = event_new(w.base, -1, EV_PERSIST, heartbeat_cb, &w);
+    struct timeval tv = {hb_ms / 1000, (hb_ms % 1000) * 1000};
+    event_add(w.heartbeat, &tv);
+    sigprocmask(SIG_SETMASK, &a->sigmask, NULL);
+
+    if (drop_privileges(w.cfg) < 0)
+        boot_fail("cannot drop privileges");
+    char err[512];
+    if (app_load(w.cfg->app, &w.app, err, sizeof(err)) < 0)
+        boot_fail(err);
+
+    heartbeat_cb(-1, 0, &w);
+    if (!w.stopping)
+        set_state(&w, atomic_load(&w.sb->paused) ? WS_PAUSED : WS_IDLE);
+    log_debug("worker ready (app %s)", w.app.app->name);
+
+    event_base_dispatch(w.base);
+
+    app_unload(&w.app);
+    event_free(w.heartbeat);
+    for (size_t i = 0; i < ARRAY_LEN(sigs); i++)
+        event_free(w.signals[i]);
+    event_base_free(w.base);
+    log_debug("worker exiting");
+    exit(0);
+}
