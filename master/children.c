@@ -130,8 +130,24 @@ void children_signal_all(struct master *m, int sig)
     }
 }
 
+/* A worker is up once its slot left WS_BOOTING. Checked on every tick and at
+ * reap, so a worker that came up and died between two ticks is not taken for a
+ * boot failure. */
+static void note_ready(struct master *m, struct child *c)
+{
+    int st = atomic_load(&scoreboard_slot(m->sb, c->slot)->state);
+    if (c->ready || st == WS_BOOTING || st == WS_FREE || c->kill_reason >= 0)
+        return;
+    c->ready = 1;
+    if (m->boot_failures)
+        log_info("worker %d is up: boot backoff cleared", (int)c->pid);
+    m->boot_failures = 0;
+    m->next_spawn_mono_ms = 0;
+}
+
 static void account_exit(struct master *m, struct child *c, int status)
 {
+    note_ready(m, c);
     struct sb_slot *s = scoreboard_slot(m->sb, c->slot);
     m->retired_ok += atomic_load(&s->jobs_ok);
     m->retired_failed += atomic_load(&s->jobs_failed);
@@ -259,14 +275,7 @@ void children_supervise(struct master *m)
     int serving = 0, ready = 0;
     for (int i = 0; i < m->nchildren; i++) {
         struct child *c = &m->children[i];
-        int st = atomic_load(&scoreboard_slot(m->sb, c->slot)->state);
-        if (!c->ready && st != WS_BOOTING && st != WS_FREE && c->kill_reason < 0) {
-            c->ready = 1;
-            if (m->boot_failures)
-                log_info("worker %d is up: boot backoff cleared", (int)c->pid);
-            m->boot_failures = 0;
-            m->next_spawn_mono_ms = 0;
-        }
+        note_ready(m, c);
         if (counts_as_serving(m, c)) {
             serving++;
             ready += c->ready;

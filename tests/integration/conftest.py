@@ -1,0 +1,192 @@
+"""Fixtures that run the real c2a-worker binary: a config in a temporary
+directory, the daemon started in the foreground (or with -D), and helpers that
+look at it only from outside: /status, the pidfile, the log, /proc."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("C2A_BIN", str(ROOT / "build" / "c2a-worker"))
+TEST_APPS = os.environ.get("C2A_TEST_APPS", str(ROOT / "build" / "tests"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (requests.RequestException, OSError, ValueError, KeyError):
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children_of(pid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(d))
+    return sorted(out)
+
+
+def base_config(tmp, port, name="c2a", **sections):
+    """A config with test-friendly defaults; sections override keys."""
+    conf = {
+        "master": {
+            "control": f"127.0.0.1:{port}",
+            "pidfile": str(tmp / f"{name}.pid"),
+            "log_file": str(tmp / f"{name}.log"),
+            "log_level": "debug",
+        },
+        "workers": {"count": "2", "timeout": "5", "graceful_timeout": "5"},
+        "output": {"dir": str(tmp / "audio")},
+    }
+    for sec, kv in sections.items():
+        conf.setdefault(sec, {}).update(kv)
+    lines = []
+    for sec, kv in conf.items():
+        lines.append(f"[{sec}]")
+        lines += [f"{k} = {v}" for k, v in kv.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+class Daemon:
+    def __init__(self, tmp, name="c2a", **sections):
+        self.tmp = tmp
+        self.name = name
+        self.port = free_port()
+        self.conf = tmp / f"{name}.conf"
+        self.pidfile = tmp / f"{name}.pid"
+        self.logfile = tmp / f"{name}.log"
+        self.sections = sections
+        self.write_config(**sections)
+        self.proc = None
+        self.master_pid = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_config(self, text=None, **sections):
+        if text is None:
+            text = base_config(self.tmp, self.port, self.name, **sections)
+        self.conf.write_text(text)
+
+    def start(self, *args, wait_workers=True):
+        self.proc = subprocess.Popen(
+            [BIN, "-c", str(self.conf), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        self.master_pid = self.proc.pid
+        wait_for(lambda: self.status(), what="control socket")
+        if wait_workers:
+            self.wait_workers()
+        return self
+
+    def status(self, full=False):
+        r = requests.get(self.url + "/status" + ("?full" if full else ""), timeout=5)
+        r.raise_for_status()
+        return r.json()
+
+    def worker_pids(self):
+        return sorted(w["pid"] for w in self.status()["workers"])
+
+    def wait_workers(self, n=None, timeout=10, exclude=()):
+        """Wait until n workers (default: the target) are idle and none other remain."""
+        def ok():
+            st = self.status()
+            want = st["workers_target"] if n is None else n
+            ws = st["workers"]
+            return (len(ws) == want and all(w["state"] == "idle" for w in ws)
+                    and not set(w["pid"] for w in ws) & set(exclude)
+                    and sorted(w["pid"] for w in ws))
+        return wait_for(ok, timeout, what="workers idle")
+
+    def signal(self, sig, pid=None):
+        os.kill(pid or self.master_pid, sig)
+
+    def log(self):
+        return self.logfile.read_text() if self.logfile.exists() else ""
+
+    def wait_exit(self, timeout=15):
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            workers = children_of(self.proc.pid)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            for w in workers:
+                if alive(w):
+                    os.kill(w, signal.SIGKILL)
+        if self.proc:
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """Factory: daemon(**sections) -> a Daemon not yet started; all are stopped after."""
+    made = []
+
+    def make(name="c2a", **sections):
+        d = Daemon(tmp_path, name, **sections)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.stop()
+
+
+@pytest.fixture
+def test_app():
+    def path(lib, symbol):
+        p = Path(TEST_APPS) / f"{lib}.so"
+        assert p.exists(), f"{p} is built by 'make integration'"
+        return f"{p}:{symbol}"
+    return path
+
+
+def parse_json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
