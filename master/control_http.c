@@ -29,6 +29,9 @@
 #define MAX_BODY_SIZE 65536
 #define CLIENT_TIMEOUT_S 10
 #define ACCEPT_PAUSE_MS 100
+/* The kernel caps this at net.core.somaxconn; a deep queue rides out bursts of
+ * connections while the loop is busy closing the previous burst. */
+#define LISTEN_BACKLOG 4096
 
 struct control {
     struct master *m;
@@ -73,7 +76,7 @@ static int bind_unix(const char *path)
     mode_t old = umask(0117);
     int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
     umask(old);
-    if (rc < 0 || chmod(path, 0660) < 0 || listen(fd, 511) < 0) {
+    if (rc < 0 || chmod(path, 0660) < 0 || listen(fd, LISTEN_BACKLOG) < 0) {
         log_error("control socket %s: %s", path, strerror(errno));
         close(fd);
         return -1;
@@ -101,7 +104,7 @@ static int bind_tcp(const char *host, const char *port)
         }
         int one = 1;
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 511) == 0)
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, LISTEN_BACKLOG) == 0)
             break;
         err = errno;
         close(fd);
@@ -264,7 +267,7 @@ struct control *control_open(struct master *m, const char *addr, int inherited_f
     if (a.is_unix)
         strlcpy_c2a(c->unix_path, a.path, sizeof(c->unix_path));
     c->http = evhttp_new(m->base);
-    c->listener = evconnlistener_new(m->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+    c->listener = evconnlistener_new(m->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, 0, fd);
     c->resume_accept = evtimer_new(m->base, resume_accept_cb, c);
     if (!c->http || !c->listener || !c->resume_accept) {
         log_error("control socket %s: cannot set up the HTTP server", addr);

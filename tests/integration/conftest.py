@@ -99,6 +99,7 @@ class Daemon:
         self.write_config(**sections)
         self.proc = None
         self.master_pid = None
+        self.adopted = []  # masters started by ours (USR2) that the fixture must stop
 
     @property
     def url(self):
@@ -162,6 +163,17 @@ class Daemon:
         if self.proc:
             self.proc.stdout.close()
             self.proc.stderr.close()
+        for pid in self.adopted:
+            if alive(pid):
+                workers = children_of(pid)
+                os.kill(pid, signal.SIGTERM)
+                try:
+                    wait_for(lambda: not alive(pid), timeout=15, what="adopted master")
+                except AssertionError:
+                    os.kill(pid, signal.SIGKILL)
+                for w in workers:
+                    if alive(w):
+                        os.kill(w, signal.SIGKILL)
 
 
 @pytest.fixture
