@@ -66,7 +66,7 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
 integration: $(BIN) $(TEST_APPS)
-	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) \
+	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) C2A_SANITIZE=$(SANITIZE) \
 		$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
 check: all

@@ -177,7 +177,7 @@ class Daemon:
 
 
 @pytest.fixture
-def daemon(tmp_path):
+def daemon(tmp_path, sanitizer_reports):
     """Factory: daemon(**sections) -> a Daemon not yet started; all are stopped after."""
     made = []
 
@@ -202,3 +202,18 @@ def test_app():
 
 def parse_json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_reports(tmp_path, monkeypatch):
+    """In a sanitizer build, every process the test starts (master, workers,
+    re-executed masters) writes its ASan/UBSan/LSan report to a file here; a test
+    that leaves one fails, with the report."""
+    prefix = tmp_path / "sanitizer"
+    monkeypatch.setenv("ASAN_OPTIONS", f"log_path={prefix}:detect_leaks=1")
+    monkeypatch.setenv("UBSAN_OPTIONS", f"log_path={prefix}:print_stacktrace=1")
+    yield
+    reports = sorted(tmp_path.glob("sanitizer.*"))
+    if reports:
+        text = "\n".join(f"== {p.name}\n{p.read_text()[:4000]}" for p in reports)
+        pytest.fail(f"sanitizer reports:\n{text}")

@@ -179,7 +179,9 @@ def test_ttin_ttou(daemon):
     d.signal(signal.SIGTTIN)
     pids = d.wait_workers(3)
     assert set(old) < set(pids)
+    # Signals of one kind that arrive together are merged by the kernel: one at a time.
     d.signal(signal.SIGTTOU)
+    d.wait_workers(2)
     d.signal(signal.SIGTTOU)
     pids = d.wait_workers(1)
     # The oldest go first.
