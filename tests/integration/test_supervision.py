@@ -257,11 +257,11 @@ def test_app_loaded_with_dlopen(daemon, test_app):
     assert missing.status()["backoff"]["boot_failures"] >= 1
 
 
-def test_pidfile_refuses_live_master_and_takes_over_stale(daemon, tmp_path):
+def test_pidfile_refuses_live_master_and_takes_over_stale(daemon):
     d = daemon().start()
-    other = tmp_path / "other.conf"
-    other.write_text(d.conf.read_text().replace(str(d.port), str(d.port + 1)))
-    r = subprocess.run([BIN, "-c", str(other)], capture_output=True, text=True, timeout=10)
+    other = daemon("other")  # its own control port and log, the same pidfile
+    other.write_config(master={"pidfile": str(d.pidfile), "log_file": str(d.logfile)})
+    r = subprocess.run([BIN, "-c", str(other.conf)], capture_output=True, text=True, timeout=10)
     assert r.returncode == 2
     assert f"is held by a running c2a-worker (pid {d.master_pid})" in d.log()
     d.signal(signal.SIGTERM)
@@ -326,3 +326,36 @@ def test_workers_drop_privileges(daemon):
         assert uid == ["65534"] * 4
     with open(f"/proc/{d.master_pid}/status") as f:
         assert next(l for l in f if l.startswith("Uid:")).split()[1] == "0"
+
+
+def test_hup_moves_the_control_socket(daemon):
+    from conftest import free_port
+    import requests
+    d = daemon().start()
+    old_port, new_port = d.port, free_port()
+    d.write_config(master={"control": f"127.0.0.1:{new_port}"})
+    d.signal(signal.SIGHUP)
+    d.port = new_port
+    wait_for(lambda: d.status()["control"] == f"127.0.0.1:{new_port}", what="new socket")
+    try:
+        requests.get(f"http://127.0.0.1:{old_port}/status", timeout=2)
+        raise AssertionError("the old control socket still answers")
+    except requests.ConnectionError:
+        pass
+
+
+def test_command_line_overrides_survive_reload(daemon):
+    from conftest import free_port
+    d = daemon()
+    port = free_port()
+    d.proc = subprocess.Popen([BIN, "-c", str(d.conf), "-w", "3", "-b", f"127.0.0.1:{port}"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True)
+    d.master_pid = d.proc.pid
+    d.port = port
+    old = d.wait_workers(3)
+    d.signal(signal.SIGHUP)
+    d.wait_workers(3, exclude=old)
+    assert d.status()["control"] == f"127.0.0.1:{port}"
+    r = subprocess.run([BIN, "-t", "-c", str(d.conf), "-w", "0"], capture_output=True, text=True)
+    assert r.returncode == 1 and "command line: count: out of range (1..256)" in r.stderr
