@@ -97,7 +97,7 @@ static void spawn(struct master *m)
 
 /* Ask a worker to stop: TERM finishes its job, QUIT leaves now. SIGKILL follows
  * when it is still there after the deadline. */
-static void ask_to_stop(struct master *m, struct child *c, int sig, int64_t grace_ms)
+static void ask_to_stop(struct child *c, int sig, int64_t grace_ms)
 {
     if (c->asked_to_stop && sig == SIGTERM)
         return;
@@ -105,7 +105,6 @@ static void ask_to_stop(struct master *m, struct child *c, int sig, int64_t grac
     int64_t deadline = now_mono_ms() + grace_ms;
     if (!c->kill_at_mono_ms || deadline < c->kill_at_mono_ms)
         c->kill_at_mono_ms = deadline;
-    (void)m;
     kill(c->pid, sig);
 }
 
@@ -124,7 +123,7 @@ void children_signal_all(struct master *m, int sig)
     for (int i = 0; i < m->nchildren; i++) {
         struct child *c = &m->children[i];
         if (sig == SIGTERM || sig == SIGQUIT)
-            ask_to_stop(m, c, sig, grace);
+            ask_to_stop(c, sig, grace);
         else
             kill(c->pid, sig);
     }
@@ -304,7 +303,7 @@ void children_supervise(struct master *m)
         if (!oldest)
             break;
         log_info("stopping worker %d (scaling down to %d)", (int)oldest->pid, m->target);
-        ask_to_stop(m, oldest, SIGTERM, (int64_t)m->cfg->graceful_timeout * 1000);
+        ask_to_stop(oldest, SIGTERM, (int64_t)m->cfg->graceful_timeout * 1000);
         serving--;
     }
 
@@ -315,7 +314,7 @@ void children_supervise(struct master *m)
             struct child *c = &m->children[i];
             if (c->generation != m->generation && !c->asked_to_stop) {
                 log_info("stopping worker %d of generation %u", (int)c->pid, c->generation);
-                ask_to_stop(m, c, SIGTERM, (int64_t)m->cfg->graceful_timeout * 1000);
+                ask_to_stop(c, SIGTERM, (int64_t)m->cfg->graceful_timeout * 1000);
             }
         }
         if (!m->generation_ready) {
