@@ -12,7 +12,12 @@ CC         ?= cc
 PYTHON     ?= /usr/bin/python3
 PYTEST_ARGS ?=
 
-PKGS := libevent jansson
+# The master and the worker shell link only libevent and jansson. The job
+# pipeline (AMQP, synthesis, encoding) is a shared object each worker loads
+# after fork, so the master never maps espeak-ng, the codecs or OpenSSL.
+PKGS      := libevent jansson
+PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto
+PKGLIBDIR ?= $(PREFIX)/lib/c2a-worker
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build-san
@@ -22,20 +27,25 @@ BUILD ?= build
 SANFLAGS :=
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+PIPE_LIBS  := $(shell pkg-config --libs $(PIPE_PKGS)) -lpthread
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wno-missing-field-initializers -D_GNU_SOURCE -MMD -MP $(SANFLAGS) $(PKG_CFLAGS) \
-           -DSYSCONFDIR='"$(SYSCONFDIR)"'
+           -DSYSCONFDIR='"$(SYSCONFDIR)"' -DPKGLIBDIR='"$(PKGLIBDIR)"' -fPIC
 LDFLAGS += $(SANFLAGS) -Wl,--as-needed
 LDLIBS  += $(PKG_LIBS) -ldl
 
 COMMON_SRC := $(wildcard common/*.c)
-DAEMON_SRC := $(wildcard master/*.c) $(wildcard worker/*.c)
+SHELL_SRC  := worker/worker.c worker/app.c
+PIPE_SRC   := $(filter-out $(SHELL_SRC),$(wildcard worker/*.c))
+DAEMON_SRC := $(wildcard master/*.c) $(SHELL_SRC)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
+PIPE_OBJ   := $(PIPE_SRC:%.c=$(BUILD)/%.o)
+PIPELINE   := $(BUILD)/c2a-pipeline.so
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -44,28 +54,32 @@ TEST_APPS  := $(patsubst tests/apps/%.c,$(BUILD)/tests/%.so,$(wildcard tests/app
 BIN := $(BUILD)/c2a-worker
 
 .PHONY: all check unit integration install clean lint
-all: $(BIN)
+all: $(BIN) $(PIPELINE)
 
+# -rdynamic: the pipeline calls the binary's log and scoreboard functions.
 $(BIN): $(DAEMON_OBJ) $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+$(PIPELINE): $(PIPE_OBJ)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PIPE_LIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ) $(PIPE_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ $^ \
-		$(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ \
+		$(filter %.c %.o,$^) $(LDLIBS) $(PIPE_LIBS) -lm $(shell pkg-config --libs cmocka)
 
 $(BUILD)/tests/%.so: tests/apps/%.c worker/c2a_app.h
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fPIC -shared -o $@ $<
+	$(CC) $(CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
-integration: $(BIN) $(TEST_APPS)
+integration: $(BIN) $(PIPELINE) $(TEST_APPS)
 	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) C2A_SANITIZE=$(SANITIZE) \
 		$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
@@ -76,11 +90,12 @@ check: all
 lint:
 	@for m in man/*.[0-9]; do mandoc -Tlint -Wwarning $$m || exit 1; done
 
-install: $(BIN)
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 \
+install: $(BIN) $(PIPELINE)
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/include/c2a \
 		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/c2a-worker
+	install -m 0644 $(PIPELINE) $(DESTDIR)$(PKGLIBDIR)/c2a-pipeline.so
 	install -m 0644 man/c2a-worker.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 man/c2a-worker.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 worker/c2a_app.h $(DESTDIR)$(PREFIX)/include/c2a/

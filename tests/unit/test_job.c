@@ -1,0 +1,141 @@
+/* Job parsing: every rule a producer can break has a code and a message. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../worker/job.h"
+
+static const struct job_defaults defs = {"en-us", "wav", 0, 100};
+
+static int parse(const char *body, const char *msgid, struct job *j, struct job_error *e)
+{
+    return job_parse(body, strlen(body), msgid, &defs, j, e);
+}
+
+static void test_full_job(void **state)
+{
+    (void)state;
+    struct job j;
+    struct job_error e;
+    assert_int_equal(parse("{\"id\":\"a-1\",\"text\":\"Hello\",\"voice\":\"de\",\"format\":\"ogg\","
+                           "\"sample_rate\":24000,\"rate\":200,\"pitch\":40,\"volume\":90,"
+                           "\"marks\":true,\"output\":\"x.ogg\"}",
+                           NULL, &j, &e),
+                     0);
+    assert_string_equal(j.id, "a-1");
+    assert_int_equal(j.source, JOB_TEXT);
+    assert_string_equal(j.content, "Hello");
+    assert_string_equal(j.voice, "de");
+    assert_string_equal(j.format, "ogg");
+    assert_int_equal(j.sample_rate, 24000);
+    assert_int_equal(j.rate, 200);
+    assert_int_equal(j.pitch, 40);
+    assert_int_equal(j.volume, 90);
+    assert_true(j.marks);
+    assert_string_equal(j.output, "x.ogg");
+    job_clear(&j);
+}
+
+static void test_defaults_and_message_id(void **state)
+{
+    (void)state;
+    struct job j;
+    struct job_error e;
+    assert_int_equal(parse("{\"ssml\":\"<speak>Hi</speak>\"}", "m-7", &j, &e), 0);
+    assert_string_equal(j.id, "m-7");
+    assert_int_equal(j.source, JOB_SSML);
+    assert_string_equal(j.voice, "en-us");
+    assert_string_equal(j.format, "wav");
+    assert_int_equal(j.rate, 175);
+    assert_int_equal(j.pitch, 50);
+    assert_int_equal(j.volume, 100);
+    assert_false(j.marks);
+    job_clear(&j);
+}
+
+static void expect(const char *body, const char *msgid, const char *code, const char *msg)
+{
+    struct job j;
+    struct job_error e;
+    assert_int_equal(parse(body, msgid, &j, &e), -1);
+    assert_string_equal(e.code, code);
+    if (msg && !strstr(e.message, msg))
+        fail_msg("'%s' does not contain '%s'", e.message, msg);
+    job_clear(&j);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    expect("{not json", NULL, "bad_json", "line 1");
+    expect("[1,2]", NULL, "bad_json", "object");
+    expect("{\"text\":\"a\",\"text\":\"b\"}", "x", "bad_json", "duplicate");
+    expect("{\"text\":\"hi\"}", NULL, "bad_field", "id: missing");
+    expect("{\"id\":\"../etc/passwd\",\"text\":\"hi\"}", NULL, "bad_field", "id:");
+    expect("{\"id\":\".hidden\",\"text\":\"hi\"}", NULL, "bad_field", "id:");
+    expect("{\"id\":7,\"text\":\"hi\"}", NULL, "bad_field", "id: expected a string");
+    expect("{\"id\":\"a\"}", NULL, "bad_field", "one of text, ssml, url");
+    expect("{\"id\":\"a\",\"text\":\"x\",\"ssml\":\"y\"}", NULL, "bad_field", "exactly one");
+    expect("{\"id\":\"a\",\"text\":5}", NULL, "bad_field", "text: expected a string");
+    expect("{\"id\":\"a\",\"text\":\"\\u0001\\u0002\"}", NULL, "bad_field", "empty");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"format\":\"aac\"}", NULL, "bad_field", "format");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"voice\":\"en us\"}", NULL, "bad_field", "voice");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"rate\":1000}", NULL, "bad_field", "rate: 1000");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"rate\":\"fast\"}", NULL, "bad_field", "rate");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"sample_rate\":100}", NULL, "bad_field", "sample_rate");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"marks\":1}", NULL, "bad_field", "marks");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"output\":\"a/b\"}", NULL, "bad_field", "output");
+    expect("{\"id\":\"a\",\"url\":\"http://x\"}", NULL, "bad_field", "url");
+    /* 101 characters (multi-byte ones count once) against max_chars = 100 */
+    char big[512] = "{\"id\":\"a\",\"text\":\"";
+    for (int i = 0; i < 101; i++)
+        strcat(big, "\xc3\xa9");
+    strcat(big, "\"}");
+    expect(big, NULL, "too_large", "longer than 100");
+}
+
+static void test_id_survives_errors(void **state)
+{
+    (void)state;
+    struct job j;
+    struct job_error e;
+    assert_int_equal(parse("{\"id\":\"j-9\",\"text\":\"hi\",\"format\":\"x\"}", NULL, &j, &e), -1);
+    assert_string_equal(j.id, "j-9");
+    job_clear(&j);
+    assert_int_equal(parse("garbage", "m-1", &j, &e), -1);
+    assert_string_equal(j.id, "m-1");
+    job_clear(&j);
+}
+
+static void test_helpers(void **state)
+{
+    (void)state;
+    char s[] = "a\x01" "b\tc\x1b[0m\nd\x7f";
+    assert_int_equal(job_strip_controls(s, strlen(s)), 9);
+    assert_string_equal(s, "ab\tc[0m\nd");
+    assert_int_equal(job_opus_rate(22050), 24000);
+    assert_int_equal(job_opus_rate(44100), 48000);
+    assert_int_equal(job_opus_rate(8000), 8000);
+    assert_int_equal(job_opus_rate(10000), 12000); /* a tie goes up */
+    assert_int_equal(job_opus_rate(96000), 48000);
+    assert_true(job_safe_name("a-1.B_2", 128));
+    assert_false(job_safe_name("", 128));
+    assert_false(job_safe_name("a b", 128));
+    assert_false(job_safe_name("abc", 2));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_full_job),
+        cmocka_unit_test(test_defaults_and_message_id),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_id_survives_errors),
+        cmocka_unit_test(test_helpers),
+    };
+    return cmocka_run_group_tests_name("job", tests, NULL, NULL);
+}

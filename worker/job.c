@@ -1,0 +1,251 @@
+#include "job.h"
+#include "../common/util.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const formats[] = {"wav", "flac", "ogg", "opus", "mp3"};
+
+static int fail(struct job_error *err, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct job_error *err, const char *code, const char *fmt, ...)
+{
+    strlcpy_c2a(err->code, code, sizeof(err->code));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int job_safe_name(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max || s[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int job_opus_rate(int hz)
+{
+    static const int legal[] = {8000, 12000, 16000, 24000, 48000};
+    int best = legal[0];
+    for (size_t i = 0; i < ARRAY_LEN(legal); i++) {
+        int d = abs(legal[i] - hz), bd = abs(best - hz);
+        if (d < bd || (d == bd && legal[i] > best))
+            best = legal[i];
+    }
+    return best;
+}
+
+size_t job_strip_controls(char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
+            continue;
+        s[o++] = s[i];
+    }
+    s[o] = '\0';
+    return o;
+}
+
+/* Code points in valid UTF-8 (jansson has checked validity). */
+static size_t utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        if (((unsigned char)s[i] & 0xc0) != 0x80)
+            n++;
+    return n;
+}
+
+static int get_int(json_t *root, const char *key, int def, int lo, int hi, int *out,
+                   struct job_error *err)
+{
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!json_is_integer(v))
+        return fail(err, "bad_field", "%s: expected an integer", key);
+    json_int_t n = json_integer_value(v);
+    if (n < lo || n > hi)
+        return fail(err, "bad_field", "%s: %lld is out of range (%d..%d)", key, (long long)n,
+                    lo, hi);
+    *out = (int)n;
+    return 0;
+}
+
+static int get_str(json_t *root, const char *key, const char **out, struct job_error *err)
+{
+    json_t *v = json_object_get(root, key);
+    *out = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return fail(err, "bad_field", "%s: expected a string", key);
+    *out = json_string_value(v);
+    return 0;
+}
+
+void job_clear(struct job *job)
+{
+    free(job->content);
+    memset(job, 0, sizeof(*job));
+}
+
+int job_parse(const char *body, size_t len, const char *message_id,
+              const struct job_defaults *defs, struct job *job, struct job_error *err)
+{
+    memset(job, 0, sizeof(*job));
+    memset(err, 0, sizeof(*err));
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        if (message_id && job_safe_name(message_id, JOB_ID_MAX))
+            strlcpy_c2a(job->id, message_id, sizeof(job->id));
+        return fail(err, "bad_json", "line %d column %d: %s", jerr.line, jerr.column,
+                    jerr.text);
+    }
+    int rc = -1;
+    const char *s;
+    if (!json_is_object(root)) {
+        fail(err, "bad_json", "a job is a JSON object");
+        goto out;
+    }
+
+    /* id first, so every later error can name the job. */
+    json_t *idv = json_object_get(root, "id");
+    if (idv && !json_is_null(idv)) {
+        if (!json_is_string(idv)) {
+            fail(err, "bad_field", "id: expected a string");
+            goto out;
+        }
+        s = json_string_value(idv);
+    } else {
+        s = message_id;
+    }
+    if (!s || !s[0]) {
+        fail(err, "bad_field", "id: missing (and no AMQP message_id)");
+        goto out;
+    }
+    if (!job_safe_name(s, JOB_ID_MAX)) {
+        fail(err, "bad_field", "id: 1..%d of [A-Za-z0-9._-], not starting with '.'",
+             JOB_ID_MAX);
+        goto out;
+    }
+    strlcpy_c2a(job->id, s, sizeof(job->id));
+
+    static const char *const sources[] = {"text", "ssml", "url"};
+    int found = 0;
+    for (size_t i = 0; i < ARRAY_LEN(sources); i++) {
+        if (get_str(root, sources[i], &s, err) < 0)
+            goto out;
+        if (!s)
+            continue;
+        if (found++) {
+            fail(err, "bad_field", "exactly one of text, ssml, url");
+            goto out;
+        }
+        job->source = (enum job_source)i;
+        size_t n = strlen(s);
+        job->content = xmalloc(n + 1);
+        memcpy(job->content, s, n + 1);
+        job->content_len = n;
+    }
+    if (!found) {
+        fail(err, "bad_field", "one of text, ssml, url is required");
+        goto out;
+    }
+    if (job->source == JOB_URL) {
+        fail(err, "bad_field", "url: fetching content is not supported by this server yet");
+        goto out;
+    }
+    if (utf8_chars(job->content, job->content_len) > (size_t)defs->max_chars) {
+        fail(err, "too_large", "%s: longer than %d characters",
+             job->source == JOB_TEXT ? "text" : "ssml", defs->max_chars);
+        goto out;
+    }
+    job->content_len = job_strip_controls(job->content, job->content_len);
+    if (job->content_len == 0) {
+        fail(err, "bad_field", "%s: empty", job->source == JOB_TEXT ? "text" : "ssml");
+        goto out;
+    }
+
+    if (get_str(root, "voice", &s, err) < 0)
+        goto out;
+    s = s ? s : defs->voice;
+    if (strlen(s) == 0 || strlen(s) > JOB_VOICE_MAX || strspn(s,
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_+/") != strlen(s)) {
+        fail(err, "bad_field", "voice: not a voice name");
+        goto out;
+    }
+    strlcpy_c2a(job->voice, s, sizeof(job->voice));
+
+    if (get_str(root, "format", &s, err) < 0)
+        goto out;
+    s = s ? s : defs->format;
+    for (size_t i = 0; i < ARRAY_LEN(formats); i++)
+        if (strcmp(s, formats[i]) == 0)
+            strlcpy_c2a(job->format, s, sizeof(job->format));
+    if (!job->format[0]) {
+        fail(err, "bad_field", "format: expected wav, flac, ogg, opus or mp3");
+        goto out;
+    }
+
+    if (get_int(root, "sample_rate", defs->sample_rate, 0, 192000, &job->sample_rate, err) < 0)
+        goto out;
+    if (job->sample_rate != 0 && job->sample_rate < 8000) {
+        fail(err, "bad_field", "sample_rate: 0 or 8000..192000");
+        goto out;
+    }
+    if (get_int(root, "rate", 175, 80, 450, &job->rate, err) < 0 ||
+        get_int(root, "pitch", 50, 0, 99, &job->pitch, err) < 0 ||
+        get_int(root, "volume", 100, 0, 200, &job->volume, err) < 0)
+        goto out;
+
+    json_t *marks = json_object_get(root, "marks");
+    if (marks && !json_is_null(marks)) {
+        if (!json_is_boolean(marks)) {
+            fail(err, "bad_field", "marks: expected true or false");
+            goto out;
+        }
+        job->marks = json_is_true(marks);
+    }
+    if (get_str(root, "output", &s, err) < 0)
+        goto out;
+    if (s) {
+        if (!job_safe_name(s, JOB_NAME_MAX)) {
+            fail(err, "bad_field", "output: a file name of [A-Za-z0-9._-], not starting with '.'");
+            goto out;
+        }
+        strlcpy_c2a(job->output, s, sizeof(job->output));
+    }
+    static const char *const later[] = {"upload_url", "callback_url"};
+    for (size_t i = 0; i < ARRAY_LEN(later); i++)
+        if (json_object_get(root, later[i])) {
+            fail(err, "bad_field", "%s: not supported by this server yet", later[i]);
+            goto out;
+        }
+    rc = 0;
+out:
+    json_decref(root);
+    if (rc < 0) {
+        free(job->content);
+        job->content = NULL;
+    }
+    return rc;
+}
