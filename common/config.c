@@ -69,6 +69,8 @@ static const struct config_key keys[] = {
      "default sample rate in Hz; 0 = the engine's own rate"},
     {"speech", "max_chars", CT_INT, OFF(max_chars), "100000", 1, 10000000, NULL, 0,
      "longest text a job may carry, in characters"},
+    {"speech", "max_duration", CT_INT, OFF(max_duration), "3600", 1, 86400, NULL, 0,
+     "longest audio a job may produce, in seconds"},
     {"speech", "http_url", CT_HTTPURL, OFF(http_url), "", 0, 0, NULL, 0,
      "engine = http: base URL; POST {http_url}/audio/speech"},
     {"speech", "http_token", CT_STRING, OFF(http_token), "", 0, 0, NULL, 1,

@@ -48,6 +48,7 @@ struct config {
     char *format;
     int sample_rate;
     int max_chars;
+    int max_duration;
     char *http_url;
     char *http_token;
     /* [fetch] */

@@ -6,11 +6,15 @@
  */
 #include "worker.h"
 #include "app.h"
+#include "pipeline.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <event2/event.h>
+#include <libgen.h>
+#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -29,6 +33,9 @@ struct worker {
     struct sb_slot *slot;
     pid_t master_pid;
     struct app_handle app;
+    void *pipeline_dl;
+    const struct pipeline_api *pipeline_api;
+    struct pipeline *pipeline;
     struct event *signals[5];
     struct event *heartbeat;
     int stopping;
@@ -39,6 +46,14 @@ static void set_state(struct worker *w, enum worker_state st)
     atomic_store(&w->slot->state, st);
 }
 
+static void on_pipeline_stopped(void *arg)
+{
+    struct worker *w = arg;
+    event_base_loopexit(w->base, NULL);
+}
+
+/* Graceful: the pipeline finishes the job in hand and hands back the rest; the
+ * master kills us if that takes longer than graceful_timeout. */
 static void begin_stop(struct worker *w, const char *why)
 {
     if (w->stopping)
@@ -46,8 +61,10 @@ static void begin_stop(struct worker *w, const char *why)
     w->stopping = 1;
     log_info("stopping: %s", why);
     set_state(w, WS_STOPPING);
-    /* Nothing is in flight yet in an idle worker: leave the loop now. */
-    event_base_loopexit(w->base, NULL);
+    if (w->pipeline)
+        w->pipeline_api->stop(w->pipeline, on_pipeline_stopped, w);
+    else
+        event_base_loopexit(w->base, NULL);
 }
 
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
@@ -61,7 +78,11 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
         begin_stop(w, "the master is gone");
         return;
     }
-    if (!w->stopping) {
+    if (w->pipeline && !w->stopping) {
+        w->pipeline_api->tick(w->pipeline);
+        if (w->pipeline_api->recycle(w->pipeline))
+            begin_stop(w, "max_jobs reached");
+    } else if (!w->stopping) {
         int paused = atomic_load(&w->sb->paused);
         int st = atomic_load(&w->slot->state);
         if (paused && st == WS_IDLE)
@@ -81,11 +102,10 @@ static void signal_cb(evutil_socket_t signo, short what, void *arg)
         break;
     case SIGQUIT:
     case SIGINT:
+        /* Fast stop: unacked jobs go back to the queue when the connection drops. */
         log_info("exiting now: SIG%s", signo == SIGQUIT ? "QUIT" : "INT");
         set_state(w, WS_STOPPING);
-        w->stopping = 1;
-        event_base_loopbreak(w->base);
-        break;
+        _exit(0);
     case SIGUSR1:
         log_reopen();
         break;
@@ -118,6 +138,28 @@ static int drop_privileges(const struct config *cfg)
         return -1;
     }
     return 0;
+}
+
+/* The pipeline lives in c2a-pipeline.so beside the binary (a build tree) or in
+ * PKGLIBDIR (installed), so that the master never loads its libraries. */
+static void *open_pipeline(char *err, size_t errlen)
+{
+    char exe[PATH_MAX], path[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        snprintf(path, sizeof(path), "%s/c2a-pipeline.so", dirname(exe));
+        if (access(path, R_OK) == 0) {
+            void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+            if (!dl)
+                snprintf(err, errlen, "%s", dlerror());
+            return dl;
+        }
+    }
+    void *dl = dlopen(PKGLIBDIR "/c2a-pipeline.so", RTLD_NOW | RTLD_LOCAL);
+    if (!dl)
+        snprintf(err, errlen, "%s", dlerror());
+    return dl;
 }
 
 static void boot_fail(const char *msg)
@@ -171,6 +213,22 @@ void worker_main(const struct worker_args *a)
     if (app_load(w.cfg->app, &w.app, err, sizeof(err)) < 0)
         boot_fail(err);
 
+    /* Apps from shared objects get their job-handling entry point with the next
+     * ABI version; until then only the built-in apps consume jobs. */
+    if (strncmp(w.cfg->app, "builtin:", 8) == 0) {
+        w.pipeline_dl = open_pipeline(err, sizeof(err));
+        if (!w.pipeline_dl)
+            boot_fail(err);
+        w.pipeline_api = dlsym(w.pipeline_dl, PIPELINE_API_SYMBOL);
+        if (!w.pipeline_api)
+            boot_fail("c2a-pipeline.so has no " PIPELINE_API_SYMBOL);
+        struct pipeline_env env = {w.base, w.cfg, w.sb, w.slot,
+                                   strcmp(w.cfg->app, "builtin:noop") == 0};
+        w.pipeline = w.pipeline_api->start(&env, err, sizeof(err));
+        if (!w.pipeline)
+            boot_fail(err);
+    }
+
     heartbeat_cb(-1, 0, &w);
     if (!w.stopping)
         set_state(&w, atomic_load(&w.sb->paused) ? WS_PAUSED : WS_IDLE);
@@ -178,6 +236,10 @@ void worker_main(const struct worker_args *a)
 
     event_base_dispatch(w.base);
 
+    if (w.pipeline)
+        w.pipeline_api->free(w.pipeline);
+    if (w.pipeline_dl)
+        dlclose(w.pipeline_dl);
     app_unload(&w.app);
     event_free(w.heartbeat);
     for (size_t i = 0; i < ARRAY_LEN(sigs); i++)

@@ -75,6 +75,8 @@ def base_config(tmp, port, name="c2a", **sections):
             "log_level": "debug",
         },
         "workers": {"count": "2", "timeout": "5", "graceful_timeout": "5"},
+        # every test has queues of its own on the shared broker
+        "broker": {"queues": f"t.{tmp.name}.{name}"},
         "output": {"dir": str(tmp / "audio")},
     }
     for sec, kv in sections.items():

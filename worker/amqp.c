@@ -1,0 +1,612 @@
+#include "amqp.h"
+#include "../common/backoff.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <amqp.h>
+#include <amqp_framing.h>
+#include <amqp_tcp_socket.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define CH_CONSUME 1
+#define CH_PUBLISH 2
+#define CONNECT_TIMEOUT_S 5
+#define RPC_TIMEOUT_S 10
+#define RECONNECT_BASE_MS 500
+#define RECONNECT_MAX_MS 30000
+#define RETRY_BASE_MS 1000
+#define RETRY_MAX_MS 300000
+
+struct amqp_link {
+    struct event_base *base;
+    const struct config *cfg;
+    struct amqp_callbacks cb;
+    void *arg;
+    amqp_connection_state_t conn;
+    int connected;
+    unsigned generation;
+    uint64_t publish_seq;
+    uint64_t confirmed_upto; /* for basic.ack with multiple set */
+    int url_index;
+    uint32_t failures;
+    int consuming;   /* basic.consume is active */
+    int want_consume;
+    struct event *read_ev;
+    struct event *tick;
+    struct event *reconnect;
+};
+
+static void schedule_reconnect(struct amqp_link *l);
+static void drain(struct amqp_link *l);
+
+void amqp_dead_queue(const char *q, char *out, size_t len)
+{
+    snprintf(out, len, "%s.dead", q);
+}
+
+void amqp_retry_queue(const char *q, int delay_ms, char *out, size_t len)
+{
+    snprintf(out, len, "%s.retry.%d", q, delay_ms);
+}
+
+int amqp_retry_delay_ms(int attempts)
+{
+    return (int)backoff_delay_ms((uint32_t)attempts, RETRY_BASE_MS, RETRY_MAX_MS, 0, 0);
+}
+
+static amqp_bytes_t bytes(const char *s)
+{
+    return amqp_cstring_bytes(s ? s : "");
+}
+
+static void copy_bytes(char *dst, size_t len, amqp_bytes_t b)
+{
+    size_t n = b.len < len - 1 ? b.len : len - 1;
+    memcpy(dst, b.bytes, n);
+    dst[n] = '\0';
+}
+
+/* A failed RPC reply as text, for the log. */
+static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t len)
+{
+    switch (r.reply_type) {
+    case AMQP_RESPONSE_NORMAL:
+        return "ok";
+    case AMQP_RESPONSE_NONE:
+        return "missing reply";
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+        return amqp_error_string2(r.library_error);
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_connection_close_t *m = r.reply.decoded;
+            snprintf(buf, len, "connection closed: %u %.*s", m->reply_code,
+                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            amqp_channel_close_t *m = r.reply.decoded;
+            snprintf(buf, len, "channel closed: %u %.*s", m->reply_code,
+                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        } else {
+            snprintf(buf, len, "server error, method 0x%08x", r.reply.id);
+        }
+        return buf;
+    }
+    return "unknown";
+}
+
+static int check(struct amqp_link *l, const char *what)
+{
+    amqp_rpc_reply_t r = amqp_get_rpc_reply(l->conn);
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    char buf[256];
+    log_error("amqp: %s: %s", what, reply_text(r, buf, sizeof(buf)));
+    return -1;
+}
+
+static void drop_connection(struct amqp_link *l, const char *why)
+{
+    int was = l->connected;
+    if (l->read_ev) {
+        event_free(l->read_ev);
+        l->read_ev = NULL;
+    }
+    if (l->conn) {
+        if (was) {
+            amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
+        }
+        amqp_destroy_connection(l->conn);
+        l->conn = NULL;
+    }
+    l->connected = 0;
+    l->consuming = 0;
+    l->generation++;
+    if (was) {
+        log_warn("amqp: connection lost: %s", why);
+        if (l->cb.connection)
+            l->cb.connection(l->arg, 0);
+    }
+}
+
+static int declare_queue(struct amqp_link *l, const char *name, amqp_table_t args)
+{
+    amqp_queue_declare(l->conn, CH_CONSUME, bytes(name), 0, 1, 0, 0, args);
+    char what[300];
+    snprintf(what, sizeof(what), "declaring queue %s", name);
+    return check(l, what);
+}
+
+/* Work queues, their dead-letter queues, and one delay queue per retry delay
+ * whose messages expire back into the work queue (per-message TTL only expires
+ * at the head of a queue, hence one queue per delay). */
+static int declare_topology(struct amqp_link *l)
+{
+    for (int i = 0; i < l->cfg->n_queues; i++) {
+        const char *q = l->cfg->queues[i];
+        char name[AMQP_SHORTSTR];
+        if (declare_queue(l, q, amqp_empty_table) < 0)
+            return -1;
+        amqp_dead_queue(q, name, sizeof(name));
+        if (declare_queue(l, name, amqp_empty_table) < 0)
+            return -1;
+        int last = -1;
+        for (int a = 1; a < l->cfg->max_attempts; a++) {
+            int delay = amqp_retry_delay_ms(a);
+            if (delay == last)
+                break;
+            last = delay;
+            amqp_table_entry_t e[3];
+            e[0].key = amqp_cstring_bytes("x-message-ttl");
+            e[0].value.kind = AMQP_FIELD_KIND_I32;
+            e[0].value.value.i32 = delay;
+            e[1].key = amqp_cstring_bytes("x-dead-letter-exchange");
+            e[1].value.kind = AMQP_FIELD_KIND_UTF8;
+            e[1].value.value.bytes = amqp_cstring_bytes("");
+            e[2].key = amqp_cstring_bytes("x-dead-letter-routing-key");
+            e[2].value.kind = AMQP_FIELD_KIND_UTF8;
+            e[2].value.value.bytes = amqp_cstring_bytes(q);
+            amqp_table_t args = {3, e};
+            amqp_retry_queue(q, delay, name, sizeof(name));
+            if (declare_queue(l, name, args) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static void start_consuming(struct amqp_link *l)
+{
+    if (!l->connected || l->consuming)
+        return;
+    for (int i = 0; i < l->cfg->n_queues; i++) {
+        const char *q = l->cfg->queues[i];
+        amqp_basic_consume(l->conn, CH_CONSUME, bytes(q), bytes(q), 0, 0, 0, amqp_empty_table);
+        if (check(l, "basic.consume") < 0) {
+            drop_connection(l, "consume failed");
+            schedule_reconnect(l);
+            return;
+        }
+    }
+    l->consuming = 1;
+}
+
+static void stop_consuming(struct amqp_link *l)
+{
+    if (!l->connected || !l->consuming)
+        return;
+    /* basic.cancel is an RPC: its cancel-ok may arrive after deliveries already on
+     * the way, which drain() still hands over. */
+    for (int i = 0; i < l->cfg->n_queues; i++)
+        amqp_basic_cancel(l->conn, CH_CONSUME, bytes(l->cfg->queues[i]));
+    l->consuming = 0;
+}
+
+void amqp_link_consume(struct amqp_link *l, int on)
+{
+    l->want_consume = on;
+    if (on)
+        start_consuming(l);
+    else
+        stop_consuming(l);
+}
+
+static int connect_url(struct amqp_link *l, const char *url)
+{
+    struct amqp_connection_info ci;
+    char *copy = xstrdup(url);
+    if (amqp_parse_url(copy, &ci) != AMQP_STATUS_OK) {
+        free(copy);
+        return -1;
+    }
+    l->conn = amqp_new_connection();
+    amqp_socket_t *sock = ci.ssl ? NULL : amqp_tcp_socket_new(l->conn);
+    if (!sock) {
+        log_error("amqp: %s: TLS is not supported by this build", ci.host);
+        goto fail;
+    }
+    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
+    int rc = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv);
+    if (rc != AMQP_STATUS_OK) {
+        log_warn("amqp: connect %s:%d: %s", ci.host, ci.port, amqp_error_string2(rc));
+        goto fail;
+    }
+    struct timeval rpc = {RPC_TIMEOUT_S, 0};
+    amqp_set_handshake_timeout(l->conn, &rpc);
+    amqp_set_rpc_timeout(l->conn, &rpc);
+
+    /* The library advertises no capabilities itself; without consumer_cancel_notify
+     * a deleted queue would leave the consumer silently dead. */
+    static const char *const caps[] = {"consumer_cancel_notify", "connection.blocked",
+                                       "basic.nack", "publisher_confirms"};
+    amqp_table_entry_t cap[4];
+    for (int i = 0; i < 4; i++) {
+        cap[i].key = amqp_cstring_bytes(caps[i]);
+        cap[i].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+        cap[i].value.value.boolean = 1;
+    }
+    amqp_table_entry_t props[2];
+    props[0].key = amqp_cstring_bytes("capabilities");
+    props[0].value.kind = AMQP_FIELD_KIND_TABLE;
+    props[0].value.value.table = (amqp_table_t){4, cap};
+    props[1].key = amqp_cstring_bytes("product");
+    props[1].value.kind = AMQP_FIELD_KIND_UTF8;
+    props[1].value.value.bytes = amqp_cstring_bytes("c2a-worker " C2A_VERSION);
+    amqp_table_t client_props = {2, props};
+    amqp_rpc_reply_t r = amqp_login_with_properties(
+        l->conn, ci.vhost, 0, 131072, l->cfg->heartbeat, &client_props, AMQP_SASL_METHOD_PLAIN,
+        ci.user, ci.password);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        char buf[256];
+        log_warn("amqp: login to %s:%d: %s", ci.host, ci.port, reply_text(r, buf, sizeof(buf)));
+        goto fail;
+    }
+    amqp_channel_open(l->conn, CH_CONSUME);
+    if (check(l, "channel.open") < 0)
+        goto fail;
+    amqp_channel_open(l->conn, CH_PUBLISH);
+    if (check(l, "channel.open") < 0)
+        goto fail;
+    amqp_confirm_select(l->conn, CH_PUBLISH);
+    if (check(l, "confirm.select") < 0)
+        goto fail;
+    amqp_basic_qos(l->conn, CH_CONSUME, 0, (uint16_t)l->cfg->prefetch, 0);
+    if (check(l, "basic.qos") < 0 || declare_topology(l) < 0)
+        goto fail;
+    log_info("amqp: connected to %s:%d", ci.host, ci.port);
+    free(copy);
+    return 0;
+fail:
+    if (l->conn) {
+        amqp_destroy_connection(l->conn);
+        l->conn = NULL;
+    }
+    free(copy);
+    return -1;
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    drain(arg);
+}
+
+static void try_connect(struct amqp_link *l)
+{
+    int n = l->cfg->n_urls;
+    for (int i = 0; i < n; i++) {
+        const char *url = l->cfg->urls[(l->url_index + i) % n];
+        if (connect_url(l, url) == 0) {
+            l->url_index = (l->url_index + i) % n;
+            l->connected = 1;
+            l->failures = 0;
+            l->publish_seq = 0;
+            l->confirmed_upto = 0;
+            l->generation++;
+            l->read_ev = event_new(l->base, amqp_get_sockfd(l->conn), EV_READ | EV_PERSIST,
+                                   on_readable, l);
+            event_add(l->read_ev, NULL);
+            if (l->cb.connection)
+                l->cb.connection(l->arg, 1);
+            if (l->want_consume)
+                start_consuming(l);
+            drain(l);
+            return;
+        }
+    }
+    l->url_index = (l->url_index + 1) % n;
+    schedule_reconnect(l);
+}
+
+static void on_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    try_connect(arg);
+}
+
+static void schedule_reconnect(struct amqp_link *l)
+{
+    l->failures++;
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) < 0)
+        rnd = (uint32_t)now_mono_ms();
+    uint32_t ms = backoff_delay_ms(l->failures, RECONNECT_BASE_MS, RECONNECT_MAX_MS, 30, rnd);
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    log_info("amqp: reconnecting in %u ms", ms);
+    evtimer_add(l->reconnect, &tv);
+}
+
+static int header_int(amqp_table_t *t, const char *key)
+{
+    for (int i = 0; i < t->num_entries; i++) {
+        amqp_table_entry_t *e = &t->entries[i];
+        if (e->key.len != strlen(key) || memcmp(e->key.bytes, key, e->key.len) != 0)
+            continue;
+        switch (e->value.kind) {
+        case AMQP_FIELD_KIND_I8: return e->value.value.i8;
+        case AMQP_FIELD_KIND_U8: return e->value.value.u8;
+        case AMQP_FIELD_KIND_I16: return e->value.value.i16;
+        case AMQP_FIELD_KIND_U16: return e->value.value.u16;
+        case AMQP_FIELD_KIND_I32: return e->value.value.i32;
+        case AMQP_FIELD_KIND_U32: return (int)e->value.value.u32;
+        case AMQP_FIELD_KIND_I64: return (int)e->value.value.i64;
+        case AMQP_FIELD_KIND_U64: return (int)e->value.value.u64;
+        default: return 0;
+        }
+    }
+    return 0;
+}
+
+static int read_delivery(struct amqp_link *l, amqp_frame_t *f)
+{
+    amqp_basic_deliver_t *m = f->payload.method.decoded;
+    struct amqp_delivery *d = xcalloc(1, sizeof(*d));
+    d->tag = m->delivery_tag;
+    d->redelivered = m->redelivered;
+    d->generation = l->generation;
+    copy_bytes(d->queue, sizeof(d->queue), m->consumer_tag); /* consumer tag = queue */
+    amqp_message_t msg;
+    /* Header and body frames follow at once; reading them may wait briefly. */
+    amqp_rpc_reply_t r = amqp_read_message(l->conn, f->channel, &msg, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        free(d);
+        char buf[256];
+        drop_connection(l, reply_text(r, buf, sizeof(buf)));
+        return -1;
+    }
+    amqp_basic_properties_t *p = &msg.properties;
+    if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG)
+        copy_bytes(d->reply_to, sizeof(d->reply_to), p->reply_to);
+    if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
+        copy_bytes(d->correlation_id, sizeof(d->correlation_id), p->correlation_id);
+    if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
+        copy_bytes(d->message_id, sizeof(d->message_id), p->message_id);
+    if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
+        d->attempts = header_int(&p->headers, "x-c2a-attempts");
+    d->body_len = msg.body.len;
+    d->body = xmalloc(msg.body.len + 1);
+    memcpy(d->body, msg.body.bytes, msg.body.len);
+    d->body[msg.body.len] = '\0';
+    amqp_destroy_message(&msg);
+    l->cb.delivery(l->arg, d);
+    return 0;
+}
+
+static void confirm_range(struct amqp_link *l, uint64_t tag, int multiple, int acked,
+                          uint64_t *confirmed_upto)
+{
+    uint64_t from = multiple ? *confirmed_upto + 1 : tag;
+    for (uint64_t s = from; s <= tag; s++)
+        l->cb.confirm(l->arg, s, acked);
+    if (tag > *confirmed_upto)
+        *confirmed_upto = tag;
+}
+
+/* Read every frame that is ready, without waiting for more. */
+static void drain(struct amqp_link *l)
+{
+    unsigned gen = l->generation;
+    while (l->connected && gen == l->generation) {
+        amqp_frame_t f;
+        struct timeval tv = {0, 0};
+        int rc = amqp_simple_wait_frame_noblock(l->conn, &f, &tv);
+        if (rc == AMQP_STATUS_TIMEOUT)
+            break;
+        if (rc != AMQP_STATUS_OK) {
+            drop_connection(l, amqp_error_string2(rc));
+            schedule_reconnect(l);
+            return;
+        }
+        if (f.frame_type != AMQP_FRAME_METHOD)
+            continue;
+        switch (f.payload.method.id) {
+        case AMQP_BASIC_DELIVER_METHOD:
+            if (read_delivery(l, &f) < 0) {
+                schedule_reconnect(l);
+                return;
+            }
+            break;
+        case AMQP_BASIC_ACK_METHOD: {
+            amqp_basic_ack_t *a = f.payload.method.decoded;
+            confirm_range(l, a->delivery_tag, a->multiple, 1, &l->confirmed_upto);
+            break;
+        }
+        case AMQP_BASIC_NACK_METHOD: {
+            amqp_basic_nack_t *n = f.payload.method.decoded;
+            confirm_range(l, n->delivery_tag, n->multiple, 0, &l->confirmed_upto);
+            break;
+        }
+        case AMQP_BASIC_RETURN_METHOD: {
+            amqp_message_t msg;
+            if (amqp_read_message(l->conn, f.channel, &msg, 0).reply_type ==
+                AMQP_RESPONSE_NORMAL)
+                amqp_destroy_message(&msg);
+            log_warn("amqp: a published message was returned as unroutable");
+            break;
+        }
+        case AMQP_BASIC_CANCEL_METHOD:
+            drop_connection(l, "the broker cancelled our consumer (queue deleted?)");
+            schedule_reconnect(l);
+            return;
+        case AMQP_CHANNEL_CLOSE_METHOD: {
+            amqp_channel_close_t *c = f.payload.method.decoded;
+            char why[300];
+            snprintf(why, sizeof(why), "channel %u closed: %u %.*s", f.channel, c->reply_code,
+                     (int)c->reply_text.len, (char *)c->reply_text.bytes);
+            amqp_channel_close_ok_t ok = {0};
+            amqp_send_method(l->conn, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
+            drop_connection(l, why);
+            schedule_reconnect(l);
+            return;
+        }
+        case AMQP_CONNECTION_CLOSE_METHOD: {
+            amqp_connection_close_t *c = f.payload.method.decoded;
+            char why[300];
+            snprintf(why, sizeof(why), "connection closed by the broker: %u %.*s",
+                     c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
+            amqp_connection_close_ok_t ok = {0};
+            amqp_send_method(l->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+            l->connected = 0; /* do not send close again */
+            drop_connection(l, why);
+            log_warn("amqp: %s", why);
+            if (l->cb.connection)
+                l->cb.connection(l->arg, 0);
+            schedule_reconnect(l);
+            return;
+        }
+        case AMQP_CONNECTION_BLOCKED_METHOD:
+            log_warn("amqp: the broker blocks publishing (resource alarm)");
+            break;
+        case AMQP_CONNECTION_UNBLOCKED_METHOD:
+            log_info("amqp: the broker unblocked publishing");
+            break;
+        default:
+            break;
+        }
+        if (!l->connected || gen != l->generation)
+            return; /* a callback lost the connection */
+        amqp_maybe_release_buffers(l->conn);
+    }
+}
+
+/* Heartbeats are sent, and a silent broker noticed, only inside library calls:
+ * call in regularly. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct amqp_link *l = arg;
+    if (l->connected)
+        drain(l);
+}
+
+struct amqp_link *amqp_link_open(struct event_base *base, const struct config *cfg,
+                                 const struct amqp_callbacks *cb, void *arg)
+{
+    struct amqp_link *l = xcalloc(1, sizeof(*l));
+    l->base = base;
+    l->cfg = cfg;
+    l->cb = *cb;
+    l->arg = arg;
+    l->want_consume = 1;
+    l->reconnect = evtimer_new(base, on_reconnect, l);
+    l->tick = event_new(base, -1, EV_PERSIST, on_tick, l);
+    int ms = cfg->heartbeat ? cfg->heartbeat * 1000 / 4 : 1000;
+    if (ms > 1000)
+        ms = 1000;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(l->tick, &tv);
+    try_connect(l);
+    return l;
+}
+
+void amqp_link_free(struct amqp_link *l)
+{
+    if (!l)
+        return;
+    if (l->connected)
+        log_debug("amqp: closing the connection");
+    drop_connection(l, "closing");
+    event_free(l->tick);
+    event_free(l->reconnect);
+    free(l);
+}
+
+int amqp_link_connected(const struct amqp_link *l)
+{
+    return l->connected;
+}
+
+unsigned amqp_link_generation(const struct amqp_link *l)
+{
+    return l->generation;
+}
+
+int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_t *seq)
+{
+    if (!l->connected)
+        return -1;
+    amqp_basic_properties_t props;
+    memset(&props, 0, sizeof(props));
+    props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
+    props.delivery_mode = 2;
+    props.content_type = bytes(p->content_type ? p->content_type : "application/json");
+    if (p->correlation_id && p->correlation_id[0]) {
+        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+        props.correlation_id = bytes(p->correlation_id);
+    }
+    if (p->reply_to && p->reply_to[0]) {
+        props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        props.reply_to = bytes(p->reply_to);
+    }
+    if (p->message_id && p->message_id[0]) {
+        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
+        props.message_id = bytes(p->message_id);
+    }
+    amqp_table_entry_t h[3];
+    int nh = 0;
+    if (p->attempts > 0) {
+        h[nh].key = amqp_cstring_bytes("x-c2a-attempts");
+        h[nh].value.kind = AMQP_FIELD_KIND_I32;
+        h[nh++].value.value.i32 = p->attempts;
+    }
+    if (p->error_code) {
+        h[nh].key = amqp_cstring_bytes("x-c2a-error-code");
+        h[nh].value.kind = AMQP_FIELD_KIND_UTF8;
+        h[nh++].value.value.bytes = bytes(p->error_code);
+        h[nh].key = amqp_cstring_bytes("x-c2a-error-message");
+        h[nh].value.kind = AMQP_FIELD_KIND_UTF8;
+        h[nh++].value.value.bytes = bytes(p->error_message);
+    }
+    if (nh) {
+        props._flags |= AMQP_BASIC_HEADERS_FLAG;
+        props.headers = (amqp_table_t){nh, h};
+    }
+    amqp_bytes_t body = {p->len, (void *)p->body};
+    int rc = amqp_basic_publish(l->conn, CH_PUBLISH, bytes(p->exchange), bytes(p->routing_key),
+                                0, 0, &props, body);
+    if (rc != AMQP_STATUS_OK) {
+        drop_connection(l, amqp_error_string2(rc));
+        schedule_reconnect(l);
+        return -1;
+    }
+    *seq = ++l->publish_seq;
+    return 0;
+}
+
+int amqp_link_ack(struct amqp_link *l, uint64_t tag, unsigned generation)
+{
+    if (!l->connected || generation != l->generation)
+        return -1; /* that channel is gone: the broker has requeued the message */
+    int rc = amqp_basic_ack(l->conn, CH_CONSUME, tag, 0);
+    if (rc != AMQP_STATUS_OK) {
+        drop_connection(l, amqp_error_string2(rc));
+        schedule_reconnect(l);
+        return -1;
+    }
+    return 0;
+}

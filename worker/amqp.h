@@ -1,0 +1,77 @@
+/*
+ * A worker's RabbitMQ connection, driven by its libevent loop (librabbitmq has no
+ * thread of its own: frames are read when the socket is readable and on a timer
+ * that also keeps heartbeats going). Channel 1 consumes and acks, channel 2
+ * publishes in confirm mode.
+ *
+ * Connecting and declaring are synchronous RPCs bounded by timeouts; everything
+ * else is read without waiting. A lost connection is reopened with backoff and
+ * jitter over the configured URLs; every delivery carries the connection
+ * generation it came on, and an ack for an older generation is dropped (the
+ * broker has requeued that message already).
+ */
+#ifndef C2A_AMQP_H
+#define C2A_AMQP_H
+
+#include "../common/config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct amqp_link;
+
+#define AMQP_SHORTSTR 256
+
+struct amqp_delivery {
+    uint64_t tag;
+    unsigned generation;
+    int redelivered;
+    char queue[AMQP_SHORTSTR]; /* the work queue it came from */
+    char reply_to[AMQP_SHORTSTR];
+    char correlation_id[AMQP_SHORTSTR];
+    char message_id[AMQP_SHORTSTR];
+    int attempts;              /* x-c2a-attempts header, 0 when absent */
+    char *body;                /* owned */
+    size_t body_len;
+};
+
+struct amqp_callbacks {
+    void (*delivery)(void *arg, struct amqp_delivery *d); /* takes ownership */
+    void (*confirm)(void *arg, uint64_t seq, int acked);
+    void (*connection)(void *arg, int up);                /* up, or lost */
+};
+
+struct amqp_publish {
+    const char *exchange;
+    const char *routing_key;
+    const char *correlation_id;
+    const char *message_id;
+    const char *reply_to;
+    const char *content_type;
+    int attempts;              /* written as x-c2a-attempts when > 0 */
+    const char *error_code;    /* x-c2a-error-code, for dead letters */
+    const char *error_message; /* x-c2a-error-message */
+    const void *body;
+    size_t len;
+};
+
+struct amqp_link *amqp_link_open(struct event_base *base, const struct config *cfg,
+                                 const struct amqp_callbacks *cb, void *arg);
+void amqp_link_free(struct amqp_link *l);
+int amqp_link_connected(const struct amqp_link *l);
+unsigned amqp_link_generation(const struct amqp_link *l);
+/* Publish on the confirm channel; *seq is the number the confirm will carry.
+ * -1 when not connected (the caller's delivery will come back anyway). */
+int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_t *seq);
+int amqp_link_ack(struct amqp_link *l, uint64_t tag, unsigned generation);
+/* Stop or restart consuming (pause, graceful stop). */
+void amqp_link_consume(struct amqp_link *l, int on);
+
+/* Queue names of the topology, for a work queue q. */
+void amqp_dead_queue(const char *q, char *out, size_t len);
+void amqp_retry_queue(const char *q, int delay_ms, char *out, size_t len);
+/* Delay before attempt n+1 (n >= 1): 1 s doubling to 5 min. */
+int amqp_retry_delay_ms(int attempts);
+
+#endif

@@ -1,0 +1,482 @@
+#include "pipeline.h"
+#include "amqp.h"
+#include "job.h"
+#include "synth.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum task_kind { TASK_JOB, TASK_REQUEUE, TASK_FINISHED };
+
+struct task {
+    struct task *next;
+    struct amqp_delivery *d;
+    struct job job;
+    struct synth_work work;
+    int attempts;          /* this attempt, 1-based */
+    unsigned pending;      /* publishes not yet confirmed */
+    int failed_publish;    /* a publish was nacked or lost: do not ack */
+    int64_t received_ms;
+};
+
+struct confirm_slot {
+    uint64_t seq;
+    struct task *task;
+};
+
+struct pipeline {
+    struct pipeline_env env;
+    struct amqp_link *link;
+    struct synth *synth;
+    struct task *queue_head, *queue_tail; /* received, waiting for the synthesis thread */
+    struct task *current;                 /* on the synthesis thread */
+    struct confirm_slot *confirms;
+    size_t n_confirms, cap_confirms;
+    int paused;
+    int stopping;
+    void (*stopped)(void *arg);
+    void *stopped_arg;
+    struct event *stop_check;
+    uint64_t jobs_done;
+    uint64_t recycle_after; /* 0 = never */
+};
+
+static void kick(struct pipeline *p);
+static void maybe_stopped(struct pipeline *p);
+
+static void task_free(struct task *t)
+{
+    if (!t)
+        return;
+    job_clear(&t->job);
+    free(t->work.marks_json);
+    if (t->d)
+        free(t->d->body);
+    free(t->d);
+    free(t);
+}
+
+static void confirm_track(struct pipeline *p, uint64_t seq, struct task *t)
+{
+    if (p->n_confirms == p->cap_confirms) {
+        p->cap_confirms = p->cap_confirms ? p->cap_confirms * 2 : 16;
+        p->confirms = xrealloc(p->confirms, p->cap_confirms * sizeof(*p->confirms));
+    }
+    p->confirms[p->n_confirms++] = (struct confirm_slot){seq, t};
+    t->pending++;
+}
+
+/* Everything the task published is confirmed: now the job may be acked. */
+static void task_complete(struct pipeline *p, struct task *t)
+{
+    if (t->failed_publish)
+        log_warn("job %s: a publish was not confirmed; the broker will deliver it again",
+                 t->job.id[0] ? t->job.id : "?");
+    else
+        amqp_link_ack(p->link, t->d->tag, t->d->generation);
+    task_free(t);
+    maybe_stopped(p);
+}
+
+static void publish(struct pipeline *p, struct task *t, const struct amqp_publish *m)
+{
+    uint64_t seq;
+    if (amqp_link_publish(p->link, m, &seq) < 0) {
+        t->failed_publish = 1;
+        return;
+    }
+    confirm_track(p, seq, t);
+}
+
+static void settle(struct pipeline *p, struct task *t)
+{
+    if (t->pending == 0)
+        task_complete(p, t);
+}
+
+static json_t *result_base(struct task *t, const char *status)
+{
+    const char *id = t->job.id[0] ? t->job.id : (t->d->message_id[0] ? t->d->message_id : NULL);
+    return json_pack("{s:o,s:s,s:i,s:I,s:i}", "id", id ? json_string(id) : json_null(),
+                     "status", status, "attempts", t->attempts, "elapsed_ms",
+                     (json_int_t)(now_mono_ms() - t->received_ms), "worker", (int)getpid());
+}
+
+static void publish_result(struct pipeline *p, struct task *t, json_t *doc)
+{
+    if (!t->d->reply_to[0]) {
+        json_decref(doc);
+        return;
+    }
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    struct amqp_publish m = {.exchange = "", .routing_key = t->d->reply_to,
+                             .correlation_id = t->d->correlation_id,
+                             .message_id = t->job.id, .body = text, .len = strlen(text)};
+    publish(p, t, &m);
+    free(text);
+}
+
+/* A job that will not succeed: an error result, the message to <queue>.dead with
+ * the reason, then the ack. */
+static void finish_dead(struct pipeline *p, struct task *t, const char *code, const char *msg)
+{
+    log_warn("job %s: %s: %s (attempt %d): dead-lettered", t->job.id[0] ? t->job.id : "?", code,
+             msg, t->attempts);
+    json_t *doc = result_base(t, "error");
+    json_object_set_new(doc, "error", json_pack("{s:s,s:s}", "code", code, "message", msg));
+    publish_result(p, t, doc);
+    char dead[AMQP_SHORTSTR + 8];
+    amqp_dead_queue(t->d->queue, dead, sizeof(dead));
+    struct amqp_publish m = {.exchange = "", .routing_key = dead,
+                             .message_id = t->d->message_id, .attempts = t->attempts,
+                             .error_code = code, .error_message = msg, .body = t->d->body,
+                             .len = t->d->body_len};
+    publish(p, t, &m);
+    atomic_fetch_add(&p->env.slot->jobs_failed, 1);
+    atomic_fetch_add(&p->env.slot->jobs_dead, 1);
+    settle(p, t);
+}
+
+/* Put the message back at the tail of its queue with `attempts` recorded, then
+ * ack this delivery. Used for transient failures (through a delay queue) and for
+ * messages handed back unprocessed. */
+static void requeue(struct pipeline *p, struct task *t, const char *routing_key, int attempts)
+{
+    struct amqp_publish m = {.exchange = "", .routing_key = routing_key,
+                             .message_id = t->d->message_id,
+                             .correlation_id = t->d->correlation_id,
+                             .reply_to = t->d->reply_to, .attempts = attempts,
+                             .body = t->d->body, .len = t->d->body_len};
+    publish(p, t, &m);
+    settle(p, t);
+}
+
+static void retry_later(struct pipeline *p, struct task *t, const char *code, const char *msg)
+{
+    if (t->attempts >= p->env.cfg->max_attempts) {
+        finish_dead(p, t, code, msg);
+        return;
+    }
+    char q[AMQP_SHORTSTR + 32];
+    amqp_retry_queue(t->d->queue, amqp_retry_delay_ms(t->attempts), q, sizeof(q));
+    log_info("job %s: %s: %s; retry %d of %d via %s", t->job.id, code, msg, t->attempts + 1,
+             p->env.cfg->max_attempts, q);
+    atomic_fetch_add(&p->env.slot->jobs_retried, 1);
+    requeue(p, t, q, t->attempts);
+}
+
+static void set_idle(struct pipeline *p)
+{
+    slot_set_job(p->env.slot, NULL);
+    if (!p->stopping)
+        atomic_store(&p->env.slot->state, p->paused ? WS_PAUSED : WS_IDLE);
+}
+
+static void count_done(struct pipeline *p)
+{
+    p->jobs_done++;
+    if (p->recycle_after && p->jobs_done >= p->recycle_after && !p->stopping) {
+        log_info("recycling after %llu jobs", (unsigned long long)p->jobs_done);
+        atomic_store(&p->env.slot->state, WS_STOPPING);
+    }
+}
+
+static void on_synth_done(void *arg, struct synth_work *w)
+{
+    struct pipeline *p = arg;
+    struct task *t = p->current;
+    p->current = NULL;
+    (void)w;
+    set_idle(p);
+    if (t->d->generation != amqp_link_generation(p->link)) {
+        /* The connection it came on is gone and the broker has requeued it: the
+         * next delivery rewrites the same file. */
+        log_info("job %s: finished after its connection was lost; it will run again",
+                 t->job.id);
+        task_free(t);
+    } else if (t->work.ok) {
+        const struct encoded *e = &t->work.enc;
+        json_t *doc = result_base(t, "ok");
+        json_object_update_new(
+            doc, json_pack("{s:s,s:s,s:i,s:i,s:I,s:I,s:s}", "path", e->path, "format",
+                           t->job.format, "sample_rate", e->sample_rate, "channels",
+                           e->channels, "duration_ms", (json_int_t)e->duration_ms, "bytes",
+                           (json_int_t)e->bytes, "sha256", e->sha256));
+        if (t->work.marks_json) {
+            json_t *marks = json_loads(t->work.marks_json, 0, NULL);
+            if (marks)
+                json_object_set_new(doc, "marks", marks);
+        }
+        log_debug("job %s: ok, %lld ms of audio, synth %lld ms, encode %lld ms", t->job.id,
+                  (long long)e->duration_ms, (long long)t->work.synth_ms,
+                  (long long)t->work.encode_ms);
+        atomic_fetch_add(&p->env.slot->jobs_ok, 1);
+        publish_result(p, t, doc);
+        settle(p, t);
+    } else if (t->work.permanent) {
+        finish_dead(p, t, t->work.code, t->work.message);
+    } else {
+        retry_later(p, t, t->work.code, t->work.message);
+    }
+    count_done(p);
+    kick(p);
+    maybe_stopped(p);
+}
+
+static void kick(struct pipeline *p)
+{
+    if (p->current || !p->queue_head || !p->synth)
+        return;
+    struct task *t = p->queue_head;
+    p->queue_head = t->next;
+    if (!p->queue_head)
+        p->queue_tail = NULL;
+    t->next = NULL;
+    p->current = t;
+    slot_set_job(p->env.slot, t->job.id);
+    atomic_store(&p->env.slot->state, WS_BUSY);
+    t->work.job = &t->job;
+    t->work.output_dir = p->env.cfg->output_dir;
+    t->work.max_duration_s = p->env.cfg->max_duration;
+    synth_submit(p->synth, &t->work);
+}
+
+static void on_delivery(void *arg, struct amqp_delivery *d)
+{
+    struct pipeline *p = arg;
+    struct task *t = xcalloc(1, sizeof(*t));
+    t->d = d;
+    t->received_ms = now_mono_ms();
+    t->attempts = d->attempts + 1;
+
+    if (d->redelivered) {
+        /* The last attempt was interrupted: the worker crashed or was killed, or
+         * the connection was lost. Count it in the message itself (a redelivery
+         * carries the old headers), so a job that kills its worker every time
+         * reaches max_attempts instead of crash-looping the pool. */
+        strlcpy_c2a(t->job.id, d->message_id, sizeof(t->job.id));
+        if (d->attempts + 1 >= p->env.cfg->max_attempts) {
+            t->attempts = d->attempts + 1;
+            finish_dead(p, t, "crashed",
+                        "the job was interrupted on every attempt (worker crash, kill or lost "
+                        "connection)");
+            return;
+        }
+        log_warn("job %s: redelivered after an interrupted attempt; attempt %d of %d",
+                 d->message_id[0] ? d->message_id : "?", d->attempts + 2,
+                 p->env.cfg->max_attempts);
+        requeue(p, t, d->queue, d->attempts + 1);
+        return;
+    }
+
+    if (p->env.noop) {
+        const char *id = d->message_id;
+        strlcpy_c2a(t->job.id, job_safe_name(id, JOB_ID_MAX) ? id : "", sizeof(t->job.id));
+        atomic_fetch_add(&p->env.slot->jobs_ok, 1);
+        publish_result(p, t, result_base(t, "ok"));
+        count_done(p);
+        settle(p, t);
+        return;
+    }
+
+    const struct config *cfg = p->env.cfg;
+    struct job_defaults defs = {cfg->voice, cfg->format, cfg->sample_rate, cfg->max_chars};
+    struct job_error err;
+    if (job_parse(d->body, d->body_len, d->message_id, &defs, &t->job, &err) < 0) {
+        finish_dead(p, t, err.code, err.message);
+        count_done(p);
+        return;
+    }
+    if (p->queue_tail)
+        p->queue_tail->next = t;
+    else
+        p->queue_head = t;
+    p->queue_tail = t;
+    kick(p);
+}
+
+static void on_confirm(void *arg, uint64_t seq, int acked)
+{
+    struct pipeline *p = arg;
+    for (size_t i = 0; i < p->n_confirms; i++) {
+        if (p->confirms[i].seq != seq)
+            continue;
+        struct task *t = p->confirms[i].task;
+        p->confirms[i] = p->confirms[--p->n_confirms];
+        if (!acked)
+            t->failed_publish = 1;
+        if (--t->pending == 0)
+            task_complete(p, t);
+        return;
+    }
+}
+
+static void drop_queued(struct pipeline *p)
+{
+    while (p->queue_head) {
+        struct task *t = p->queue_head;
+        p->queue_head = t->next;
+        task_free(t);
+    }
+    p->queue_tail = NULL;
+}
+
+static void on_connection(void *arg, int up)
+{
+    struct pipeline *p = arg;
+    atomic_store(&p->env.slot->broker_connected, up);
+    if (up)
+        return;
+    /* The broker requeues every unacked delivery of the lost channel: forget the
+     * ones waiting here and the confirms that will never come. */
+    drop_queued(p);
+    for (size_t i = 0; i < p->n_confirms; i++) {
+        struct task *t = p->confirms[i].task;
+        if (--t->pending == 0)
+            task_free(t);
+    }
+    p->n_confirms = 0;
+    maybe_stopped(p);
+}
+
+static int ensure_output_dir(const char *dir, char *err, size_t errlen)
+{
+    char path[4096];
+    strlcpy_c2a(path, dir, sizeof(path));
+    for (char *s = path + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+            break;
+        *s = '/';
+    }
+    if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "output dir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (access(path, W_OK | X_OK) < 0) {
+        snprintf(err, errlen, "output dir %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err, size_t errlen)
+{
+    if (!env->noop && ensure_output_dir(env->cfg->output_dir, err, errlen) < 0)
+        return NULL;
+    struct pipeline *p = xcalloc(1, sizeof(*p));
+    p->env = *env;
+    if (!env->noop) {
+        p->synth = synth_start(env->base, on_synth_done, p, err, errlen);
+        if (!p->synth) {
+            free(p);
+            return NULL;
+        }
+    }
+    if (env->cfg->max_jobs) {
+        uint32_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) < 0)
+            rnd = (uint32_t)getpid();
+        p->recycle_after = (uint64_t)env->cfg->max_jobs +
+                           (env->cfg->max_jobs_jitter ? rnd % (env->cfg->max_jobs_jitter + 1u) : 0);
+    }
+    p->paused = atomic_load(&env->sb->paused);
+    struct amqp_callbacks cb = {on_delivery, on_confirm, on_connection};
+    p->link = amqp_link_open(env->base, env->cfg, &cb, p);
+    if (p->paused)
+        amqp_link_consume(p->link, 0);
+    return p;
+}
+
+static void pipeline_tick(struct pipeline *p)
+{
+    int paused = atomic_load(&p->env.sb->paused);
+    if (paused == p->paused || p->stopping)
+        return;
+    p->paused = paused;
+    log_info("%s consuming", paused ? "pausing:" : "resuming:");
+    amqp_link_consume(p->link, !paused);
+    if (!p->current)
+        set_idle(p);
+}
+
+static int pipeline_recycle(struct pipeline *p)
+{
+    return p->recycle_after && p->jobs_done >= p->recycle_after;
+}
+
+static void stop_check_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pipeline *p = arg;
+    void (*cb)(void *) = p->stopped;
+    p->stopped = NULL;
+    if (cb)
+        cb(p->stopped_arg);
+}
+
+/* Stopped once nothing is in hand: no synthesis running, no confirm awaited. */
+static void maybe_stopped(struct pipeline *p)
+{
+    if (!p->stopping || !p->stopped)
+        return;
+    /* Jobs received but not started go back to their queue unchanged. */
+    while (p->queue_head) {
+        struct task *t = p->queue_head;
+        p->queue_head = t->next;
+        t->next = NULL;
+        if (!p->queue_head)
+            p->queue_tail = NULL;
+        requeue(p, t, t->d->queue, t->d->attempts);
+    }
+    if (p->current || p->n_confirms)
+        return;
+    /* Report from the loop, not from inside a callback of the link. */
+    event_active(p->stop_check, EV_TIMEOUT, 0);
+}
+
+static void pipeline_stop(struct pipeline *p, void (*stopped)(void *arg), void *arg)
+{
+    p->stopping = 1;
+    p->stopped = stopped;
+    p->stopped_arg = arg;
+    if (!p->stop_check)
+        p->stop_check = evtimer_new(p->env.base, stop_check_cb, p);
+    amqp_link_consume(p->link, 0);
+    maybe_stopped(p);
+}
+
+static void pipeline_free(struct pipeline *p)
+{
+    if (!p)
+        return;
+    synth_stop(p->synth); /* waits for a job in hand */
+    task_free(p->current);
+    drop_queued(p);
+    for (size_t i = 0; i < p->n_confirms; i++) {
+        struct task *t = p->confirms[i].task;
+        if (--t->pending == 0)
+            task_free(t);
+    }
+    free(p->confirms);
+    amqp_link_free(p->link);
+    if (p->stop_check)
+        event_free(p->stop_check);
+    free(p);
+}
+
+const struct pipeline_api c2a_pipeline_api = {pipeline_start, pipeline_tick, pipeline_stop,
+                                              pipeline_recycle, pipeline_free};

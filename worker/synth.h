@@ -1,0 +1,47 @@
+/*
+ * The synthesis thread of a worker. espeak-ng keeps global state, so each worker
+ * process has exactly one thread that synthesizes, one job at a time; encoding
+ * and writing the file happen there too, so the worker's event loop only hands
+ * jobs over and receives results.
+ *
+ * synth_submit() and the done callback are called on the loop's thread only.
+ */
+#ifndef C2A_SYNTH_H
+#define C2A_SYNTH_H
+
+#include "encode.h"
+#include "job.h"
+
+#include <stdint.h>
+
+struct event_base;
+struct synth;
+
+struct synth_work {
+    /* in */
+    const struct job *job;
+    const char *output_dir;
+    int max_duration_s;
+    /* out */
+    int ok;
+    int permanent;        /* on failure: retrying cannot help */
+    char code[32];        /* unknown_voice, too_large, synth_failed, ... */
+    char message[256];
+    struct encoded enc;
+    char *marks_json;     /* "[{...}]" when the job asked for marks; malloc'd */
+    int64_t synth_ms, encode_ms;
+};
+
+typedef void (*synth_done_fn)(void *arg, struct synth_work *w);
+
+/* Start the thread and initialize espeak-ng in it; NULL with a reason in err if
+ * espeak-ng cannot start (a boot failure). */
+struct synth *synth_start(struct event_base *base, synth_done_fn done, void *arg, char *err,
+                          size_t errlen);
+/* Hand over one job; the thread must be idle (one at a time). */
+void synth_submit(struct synth *s, struct synth_work *w);
+int synth_busy(const struct synth *s);
+/* Stop the thread after its current job; the done callback is not called again. */
+void synth_stop(struct synth *s);
+
+#endif

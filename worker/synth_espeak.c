@@ -1,0 +1,312 @@
+#include "synth.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <espeak-ng/espeak_ng.h>
+#include <espeak-ng/speak_lib.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct synth {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct synth_work *pending; /* handed over, not yet taken */
+    int quit;
+    int busy;                   /* loop side: a job is out */
+    int pipe[2];                /* thread -> loop: a job is done */
+    struct event *ev;
+    synth_done_fn done;
+    void *arg;
+    /* thread side */
+    int init_rc;
+    char init_err[256];
+    int rate;
+    char voice[JOB_VOICE_MAX + 1];
+    struct synth_work *done_work;
+};
+
+/* What the synthesis callback fills, per job. */
+struct capture {
+    int16_t *samples;
+    size_t frames, cap, max_frames;
+    int too_long;
+    int want_marks;
+    char *marks;
+    size_t marks_len, marks_cap;
+    const char *text;
+};
+
+static void marks_append(struct capture *c, const char *s)
+{
+    size_t n = strlen(s);
+    if (c->marks_len + n + 2 > c->marks_cap) {
+        c->marks_cap = (c->marks_len + n + 2) * 2;
+        c->marks = xrealloc(c->marks, c->marks_cap);
+    }
+    memcpy(c->marks + c->marks_len, s, n + 1);
+    c->marks_len += n;
+}
+
+static int on_audio(short *wav, int n, espeak_EVENT *events)
+{
+    struct capture *c = events ? events->user_data : NULL;
+    if (!c)
+        return 0;
+    for (espeak_EVENT *e = events; e->type != espeakEVENT_LIST_TERMINATED; e++) {
+        if (!c->want_marks || (e->type != espeakEVENT_WORD && e->type != espeakEVENT_SENTENCE))
+            continue;
+        char item[128];
+        snprintf(item, sizeof(item), "%s{\"type\":\"%s\",\"time_ms\":%d,\"start\":%d,\"length\":%d}",
+                 c->marks_len > 1 ? "," : "", e->type == espeakEVENT_WORD ? "word" : "sentence",
+                 e->audio_position, e->text_position - 1, e->length);
+        marks_append(c, item);
+    }
+    if (!wav || n <= 0)
+        return 0;
+    if (c->frames + (size_t)n > c->max_frames) {
+        c->too_long = 1;
+        return 1; /* abort synthesis */
+    }
+    if (c->frames + (size_t)n > c->cap) {
+        c->cap = (c->frames + (size_t)n) * 2;
+        c->samples = xrealloc(c->samples, c->cap * sizeof(int16_t));
+    }
+    memcpy(c->samples + c->frames, wav, (size_t)n * sizeof(int16_t));
+    c->frames += (size_t)n;
+    return 0;
+}
+
+/* SSML <audio src=...> would make espeak-ng open (and run a command on) a file:
+ * refuse every URI. */
+static int refuse_uri(int type, const char *uri, const char *base)
+{
+    (void)type;
+    (void)uri;
+    (void)base;
+    return 1;
+}
+
+static int init_espeak(struct synth *s)
+{
+    espeak_ng_ERROR_CONTEXT ctx = NULL;
+    espeak_ng_InitializePath(NULL);
+    espeak_ng_STATUS st = espeak_ng_Initialize(&ctx);
+    if (st == ENS_OK)
+        st = espeak_ng_InitializeOutput(ENOUTPUT_MODE_SYNCHRONOUS, 0, NULL);
+    if (st != ENS_OK) {
+        char msg[128] = "";
+        espeak_ng_GetStatusCodeMessage(st, msg, sizeof(msg));
+        snprintf(s->init_err, sizeof(s->init_err), "espeak-ng: %s", msg);
+        espeak_ng_ClearErrorContext(&ctx);
+        return -1;
+    }
+    espeak_SetSynthCallback(on_audio);
+    espeak_SetUriCallback(refuse_uri);
+    s->rate = espeak_ng_GetSampleRate();
+    return 0;
+}
+
+static void fail_work(struct synth_work *w, int permanent, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void fail_work(struct synth_work *w, int permanent, const char *code, const char *fmt, ...)
+{
+    w->ok = 0;
+    w->permanent = permanent;
+    strlcpy_c2a(w->code, code, sizeof(w->code));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w->message, sizeof(w->message), fmt, ap);
+    va_end(ap);
+}
+
+static void run_job(struct synth *s, struct synth_work *w)
+{
+    const struct job *job = w->job;
+    int64_t t0 = now_mono_ms();
+    if (strcmp(s->voice, job->voice) != 0) {
+        if (espeak_ng_SetVoiceByName(job->voice) != ENS_OK) {
+            s->voice[0] = '\0';
+            fail_work(w, 1, "unknown_voice", "voice: %s is not installed", job->voice);
+            return;
+        }
+        strlcpy_c2a(s->voice, job->voice, sizeof(s->voice));
+    }
+    /* Parameters persist between calls: set every one for every job. */
+    espeak_ng_SetParameter(espeakRATE, job->rate, 0);
+    espeak_ng_SetParameter(espeakPITCH, job->pitch, 0);
+    espeak_ng_SetParameter(espeakVOLUME, job->volume, 0);
+    espeak_ng_SetParameter(espeakRANGE, 50, 0);
+
+    struct capture c = {.want_marks = job->marks, .text = job->content};
+    c.max_frames = (size_t)w->max_duration_s * (size_t)s->rate;
+    if (c.want_marks)
+        marks_append(&c, "[");
+    unsigned flags = espeakCHARS_UTF8 | espeakENDPAUSE | (job->source == JOB_SSML ? espeakSSML : 0);
+    espeak_ng_STATUS st = espeak_ng_Synthesize(job->content, job->content_len + 1, 0, POS_CHARACTER,
+                                               0, flags, NULL, &c);
+    w->synth_ms = now_mono_ms() - t0;
+    if (c.too_long) {
+        fail_work(w, 1, "too_large", "audio longer than %d s", w->max_duration_s);
+    } else if (st != ENS_OK) {
+        char msg[128] = "";
+        espeak_ng_GetStatusCodeMessage(st, msg, sizeof(msg));
+        fail_work(w, 1, "synth_failed", "espeak-ng: %s", msg);
+    } else if (c.frames == 0) {
+        fail_work(w, 1, "synth_failed", "no audio for this text");
+    } else {
+        struct pcm pcm = {.samples = c.samples, .frames = c.frames, .rate = s->rate};
+        char name[JOB_NAME_MAX + 16];
+        if (job->output[0])
+            strlcpy_c2a(name, job->output, sizeof(name));
+        else
+            snprintf(name, sizeof(name), "%s%s", job->id, encode_extension(job->format));
+        int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
+        int64_t t1 = now_mono_ms();
+        int permanent;
+        if (encode_to_file(&pcm, job->format, out_rate, w->output_dir, name, &w->enc, &permanent,
+                           w->message, sizeof(w->message)) < 0) {
+            w->ok = 0;
+            w->permanent = permanent;
+            strlcpy_c2a(w->code, permanent ? "bad_field" : "write_failed", sizeof(w->code));
+        } else {
+            w->ok = 1;
+        }
+        w->encode_ms = now_mono_ms() - t1;
+    }
+    if (w->ok && c.want_marks) {
+        marks_append(&c, "]");
+        w->marks_json = c.marks;
+        c.marks = NULL;
+    }
+    free(c.marks);
+    free(c.samples);
+}
+
+static void *thread_main(void *arg)
+{
+    struct synth *s = arg;
+    int rc = init_espeak(s);
+    pthread_mutex_lock(&s->lock);
+    s->init_rc = rc < 0 ? -1 : 1;
+    pthread_cond_broadcast(&s->cond);
+    for (;;) {
+        while (!s->pending && !s->quit)
+            pthread_cond_wait(&s->cond, &s->lock);
+        if (s->quit)
+            break;
+        struct synth_work *w = s->pending;
+        s->pending = NULL;
+        pthread_mutex_unlock(&s->lock);
+        run_job(s, w);
+        pthread_mutex_lock(&s->lock);
+        s->done_work = w;
+        pthread_mutex_unlock(&s->lock);
+        char b = 1;
+        if (write(s->pipe[1], &b, 1) < 0) {
+            /* the loop reads the pipe; it cannot be full with one job out */
+        }
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc == 0)
+        espeak_ng_Terminate();
+    return NULL;
+}
+
+static void on_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct synth *s = arg;
+    char buf[16];
+    if (read(fd, buf, sizeof(buf)) <= 0)
+        return;
+    pthread_mutex_lock(&s->lock);
+    struct synth_work *w = s->done_work;
+    s->done_work = NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (!w)
+        return;
+    s->busy = 0;
+    s->done(s->arg, w);
+}
+
+struct synth *synth_start(struct event_base *base, synth_done_fn done, void *arg, char *err,
+                          size_t errlen)
+{
+    struct synth *s = xcalloc(1, sizeof(*s));
+    s->done = done;
+    s->arg = arg;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        snprintf(err, errlen, "pipe: %s", strerror(errno));
+        free(s);
+        return NULL;
+    }
+    s->ev = event_new(base, s->pipe[0], EV_READ | EV_PERSIST, on_done, s);
+    event_add(s->ev, NULL);
+    /* espeak-ng recurses deeply on some inputs: give the thread a large stack. */
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 16u << 20);
+    int rc = pthread_create(&s->thread, &attr, thread_main, s);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
+        event_free(s->ev);
+        close(s->pipe[0]);
+        close(s->pipe[1]);
+        free(s);
+        return NULL;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!s->init_rc)
+        pthread_cond_wait(&s->cond, &s->lock);
+    pthread_mutex_unlock(&s->lock);
+    if (s->init_rc < 0) {
+        snprintf(err, errlen, "%s", s->init_err);
+        synth_stop(s);
+        return NULL;
+    }
+    log_debug("espeak-ng ready at %d Hz", s->rate);
+    return s;
+}
+
+void synth_submit(struct synth *s, struct synth_work *w)
+{
+    pthread_mutex_lock(&s->lock);
+    s->pending = w;
+    s->busy = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+int synth_busy(const struct synth *s)
+{
+    return s->busy;
+}
+
+void synth_stop(struct synth *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->quit = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    event_free(s->ev);
+    close(s->pipe[0]);
+    close(s->pipe[1]);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}
