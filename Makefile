@@ -50,6 +50,7 @@ PIPELINE   := $(BUILD)/c2a-pipeline.so
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_APPS  := $(patsubst tests/apps/%.c,$(BUILD)/tests/%.so,$(wildcard tests/apps/*.c))
+TEST_TOOLS := $(BUILD)/tests/sfinfo
 
 BIN := $(BUILD)/c2a-worker
 
@@ -76,10 +77,14 @@ $(BUILD)/tests/%.so: tests/apps/%.c worker/c2a_app.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -shared -o $@ $(filter %.c,$^)
 
+$(BUILD)/tests/sfinfo: tests/tools/sfinfo.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs sndfile) -lm
+
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
-integration: $(BIN) $(PIPELINE) $(TEST_APPS)
+integration: $(BIN) $(PIPELINE) $(TEST_APPS) $(TEST_TOOLS)
 	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) C2A_SANITIZE=$(SANITIZE) \
 		$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 

@@ -238,8 +238,8 @@ void worker_main(const struct worker_args *a)
 
     if (w.pipeline)
         w.pipeline_api->free(w.pipeline);
-    if (w.pipeline_dl)
-        dlclose(w.pipeline_dl);
+    /* c2a-pipeline.so stays mapped until exit: unloading it (and espeak-ng with
+     * it) just before exiting gains nothing and hides leak reports' symbols. */
     app_unload(&w.app);
     event_free(w.heartbeat);
     for (size_t i = 0; i < ARRAY_LEN(sigs); i++)

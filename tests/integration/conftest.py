@@ -219,3 +219,75 @@ def sanitizer_reports(tmp_path, monkeypatch):
     if reports:
         text = "\n".join(f"== {p.name}\n{p.read_text()[:4000]}" for p in reports)
         pytest.fail(f"sanitizer reports:\n{text}")
+
+
+SFINFO = str(Path(TEST_APPS) / "sfinfo")
+BROKER = "amqp://guest:guest@127.0.0.1:5672/%2f"
+
+
+def sfinfo(path):
+    """(rate, frames, channels, [rms per 50 ms]) of an audio file, decoded by libsndfile."""
+    out = subprocess.run([SFINFO, str(path)], capture_output=True, text=True, check=True).stdout
+    rate, frames, channels, env = out.split()
+    return int(rate), int(frames), int(channels), [float(x) for x in env.split(",")]
+
+
+class Broker:
+    """A pika producer with a private reply queue, talking to the real RabbitMQ."""
+
+    def __init__(self):
+        import pika
+        self.pika = pika
+        self.conn = pika.BlockingConnection(pika.URLParameters(BROKER))
+        self.ch = self.conn.channel()
+        self.reply_to = self.ch.queue_declare("", exclusive=True).method.queue
+        self.results = {}
+        self.result_list = []
+
+        def on_result(ch, method, props, body):
+            doc = json.loads(body)
+            self.result_list.append((props.correlation_id, doc))
+            self.results[props.correlation_id] = doc
+
+        self.ch.basic_consume(self.reply_to, on_result, auto_ack=True)
+
+    def publish(self, queue, job, correlation_id=None, message_id=None, raw=None):
+        body = raw if raw is not None else json.dumps(job)
+        props = self.pika.BasicProperties(
+            reply_to=self.reply_to, correlation_id=correlation_id or (job or {}).get("id"),
+            message_id=message_id, content_type="application/json", delivery_mode=2)
+        self.ch.basic_publish("", queue, body, props)
+
+    def wait_results(self, n, timeout=60):
+        deadline = time.monotonic() + timeout
+        while len(self.result_list) < n and time.monotonic() < deadline:
+            self.conn.process_data_events(time_limit=0.2)
+        return self.results
+
+    def pump(self, seconds):
+        self.conn.process_data_events(time_limit=seconds)
+
+    def get_all(self, queue):
+        """Drain a queue: [(properties, body)]."""
+        out = []
+        while True:
+            method, props, body = self.ch.basic_get(queue, auto_ack=True)
+            if method is None:
+                return out
+            out.append((props, body))
+
+    def depth(self, queue):
+        return self.ch.queue_declare(queue, passive=True).method.message_count
+
+    def close(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def broker():
+    b = Broker()
+    yield b
+    b.close()

@@ -61,8 +61,10 @@ def test_status_has_spec_fields(daemon):
         assert os.getppid() != w["pid"] and w["pid"] in children_of(d.master_pid)
     for k in ("jobs_ok", "jobs_failed", "jobs_retried", "jobs_dead", "worker_restarts"):
         assert st["totals"][k] == 0
-    assert st["queues"] == [{"name": "c2a.jobs", "messages": None, "consumers": None}]
-    assert st["broker"] == {"connected": False}
+    queue = d.sections.get("broker", {}).get("queues") or f"t.{d.tmp.name}.c2a"
+    assert st["queues"] == [{"name": queue, "messages": None, "consumers": None}]
+    assert st["broker"] == {"connected": True}  # the workers' connections
+    assert all(w["broker_connected"] for w in st["workers"])
     full = d.status(full=True)
     assert full["config"]["workers"]["count"] == "2"
     assert int(d.pidfile.read_text()) == d.master_pid
@@ -319,13 +321,29 @@ def test_workers_drop_privileges(daemon):
     if os.geteuid() != 0:
         import pytest
         pytest.skip("needs root")
-    d = daemon(master={"user": "nobody"}).start()
+    import shutil
+    import tempfile
+    out = tempfile.mkdtemp(prefix="c2a-nobody-")
+    os.chown(out, 65534, 65534)
+    try:
+        _check_nobody(daemon, out)
+    finally:
+        shutil.rmtree(out)
+
+
+def _check_nobody(daemon, out):
+    d = daemon(master={"user": "nobody"}, output={"dir": out}).start()
     for pid in d.worker_pids():
         with open(f"/proc/{pid}/status") as f:
             uid = next(l for l in f if l.startswith("Uid:")).split()[1:]
         assert uid == ["65534"] * 4
     with open(f"/proc/{d.master_pid}/status") as f:
         assert next(l for l in f if l.startswith("Uid:")).split()[1] == "0"
+    # An output directory the workers cannot write is a boot failure that says why.
+    bad = daemon("badout", master={"user": "nobody"}, output={"dir": str(d.tmp / "private")})
+    bad.start(wait_workers=False)
+    wait_for(lambda: "Permission denied" in bad.log() and "failed to boot" in bad.log(),
+             what="boot failure")
 
 
 def test_hup_moves_the_control_socket(daemon):

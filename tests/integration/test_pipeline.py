@@ -1,0 +1,187 @@
+"""The job pipeline against a real RabbitMQ: jobs in (pika), results and files
+out, errors dead-lettered, nothing lost when workers die."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import alive, sfinfo, wait_for
+
+FORMATS = ["wav", "flac", "ogg", "opus", "mp3"]
+TEXT = ("The quick brown fox jumps over the lazy dog. "
+        "Content to audio, at scale, without losing a job.")
+
+
+def queue_of(d):
+    """The queue conftest.base_config gives each test's daemon."""
+    return f"t.{d.tmp.name}.{d.name}"
+
+
+def test_200_jobs_every_format(daemon, broker):
+    d = daemon(workers={"count": "2"}, broker={"prefetch": "4"}).start()
+    q = queue_of(d)
+    rates = {"wav": 0, "flac": 16000, "ogg": 44100, "opus": 0, "mp3": 22050}
+    for i in range(200):
+        fmt = FORMATS[i % 5]
+        broker.publish(q, {"id": f"job-{i}", "text": f"{TEXT} Number {i}.", "format": fmt,
+                           "sample_rate": rates[fmt]})
+    results = broker.wait_results(200, timeout=120)
+    assert len(results) == 200
+    assert len(broker.result_list) == 200  # no result twice
+    expect_rate = {"wav": 22050, "flac": 16000, "ogg": 44100, "opus": 24000, "mp3": 22050}
+    for i in range(200):
+        r = results[f"job-{i}"]
+        fmt = FORMATS[i % 5]
+        assert r["status"] == "ok", r
+        assert r["id"] == f"job-{i}" and r["format"] == fmt and r["attempts"] == 1
+        assert r["path"] == str(d.tmp / "audio" / f"job-{i}.{fmt}")
+        assert r["sample_rate"] == expect_rate[fmt] and r["channels"] == 1
+        assert os.path.getsize(r["path"]) == r["bytes"] and len(r["sha256"]) == 64
+        rate, frames, channels, _ = sfinfo(r["path"])
+        assert rate == expect_rate[fmt] and channels == 1
+        assert abs(frames * 1000 / rate - r["duration_ms"]) < 80, (fmt, frames, r)
+        assert 3000 < r["duration_ms"] < 12000
+    assert len(list((d.tmp / "audio").iterdir())) == 200  # no temporary files left
+    st = d.status()
+    assert st["totals"]["jobs_ok"] == 200 and st["totals"]["jobs_failed"] == 0
+    assert broker.depth(q) == 0
+
+
+def test_wav_matches_espeak_cli(daemon, broker, tmp_path):
+    d = daemon(workers={"count": "1"}).start()
+    q = queue_of(d)
+    text = "Hello from c2a worker. This sentence should sound the same as espeak-ng says it."
+    broker.publish(q, {"id": "cmp", "text": text, "voice": "en-us", "rate": 160})
+    r = broker.wait_results(1)["cmp"]
+    ref = tmp_path / "ref.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-w", str(ref), text], check=True)
+    rate_a, frames_a, _, env_a = sfinfo(r["path"])
+    rate_b, frames_b, _, env_b = sfinfo(ref)
+    assert rate_a == rate_b == 22050
+    assert abs(frames_a - frames_b) <= 0.01 * frames_b
+    # The same loudness envelope, 50 ms at a time.
+    n = min(len(env_a), len(env_b))
+    a, b = env_a[:n], env_b[:n]
+    ma, mb = sum(a) / n, sum(b) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    var = (sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b)) ** 0.5
+    assert cov / var > 0.95
+    # The first utterance of a fresh worker is sample-identical to the CLI.
+    assert open(r["path"], "rb").read()[44:] == open(ref, "rb").read()[44:]
+
+
+def test_bad_jobs_get_error_results_and_are_dead_lettered(daemon, broker):
+    d = daemon(workers={"count": "1"}, speech={"max_chars": "50"}).start()
+    q = queue_of(d)
+    broker.publish(q, None, correlation_id="c1", message_id="m1", raw="{oops")
+    broker.publish(q, {"id": "nosrc"})
+    broker.publish(q, {"id": "voice", "text": "hi", "voice": "xx-nosuch"})
+    broker.publish(q, {"id": "big", "text": "x" * 51})
+    broker.publish(q, {"id": "good", "text": "still fine"})
+    res = broker.wait_results(5)
+    assert res["c1"]["error"]["code"] == "bad_json" and res["c1"]["id"] == "m1"
+    assert res["nosrc"]["error"]["code"] == "bad_field"
+    assert res["voice"]["error"]["code"] == "unknown_voice"
+    assert res["big"]["error"]["code"] == "too_large"
+    assert res["good"]["status"] == "ok"
+    dead = wait_for(lambda: (lambda m: len(m) == 4 and m)(broker.get_all(q + ".dead")),
+                    what="dead letters")
+    codes = sorted(p.headers["x-c2a-error-code"] for p, _ in dead)
+    assert codes == ["bad_field", "bad_json", "too_large", "unknown_voice"]
+    bodies = {p.headers["x-c2a-error-code"]: b for p, b in dead}
+    assert bodies["bad_json"] == b"{oops"  # the original message, untouched
+    assert all(p.headers["x-c2a-error-message"] for p, _ in dead)
+    st = d.status()
+    assert st["totals"]["jobs_dead"] == 4 and st["totals"]["jobs_ok"] == 1
+
+
+def test_kill9_of_a_busy_worker_loses_nothing(daemon, broker):
+    d = daemon(workers={"count": "2"}, speech={"max_chars": "1000000"}).start()
+    q = queue_of(d)
+    long_text = (TEXT + " ") * 400  # a few seconds of synthesis
+    n = 20
+    for i in range(n):
+        broker.publish(q, {"id": f"k{i}", "text": long_text if i % 4 == 0 else TEXT})
+    # Kill whichever worker is busy with a long job, twice.
+    killed = 0
+    deadline = time.monotonic() + 60
+    while killed < 2 and time.monotonic() < deadline:
+        for w in d.status()["workers"]:
+            if w["state"] == "busy" and w["current_job"] in ("k0", "k4", "k8") and alive(w["pid"]):
+                os.kill(w["pid"], signal.SIGKILL)
+                killed += 1
+                break
+        broker.pump(0.05)
+    assert killed == 2
+    res = broker.wait_results(n, timeout=120)
+    assert sorted(res) == sorted(f"k{i}" for i in range(n))
+    assert all(r["status"] == "ok" for r in res.values())
+    assert len(broker.result_list) == n  # one result per job
+    files = sorted(p.name for p in (d.tmp / "audio").iterdir())
+    assert files == sorted(f"k{i}.wav" for i in range(n))  # no temp files, no duplicates
+    assert max(r["attempts"] for r in res.values()) == 2
+
+
+def test_a_job_that_hangs_its_worker_is_dead_lettered(daemon, broker):
+    """The master kills a worker whose job runs past job_timeout; the job comes
+    back counted, and after max_attempts it is dead-lettered while other jobs flow."""
+    d = daemon(workers={"count": "2", "job_timeout": "1"},
+               broker={"max_attempts": "3"}, speech={"max_chars": "10000000"}).start()
+    q = queue_of(d)
+    broker.publish(q, {"id": "poison", "text": (TEXT + " ") * 6000})
+    for i in range(30):
+        broker.publish(q, {"id": f"ok{i}", "text": TEXT})
+    res = broker.wait_results(31, timeout=120)
+    assert all(res[f"ok{i}"]["status"] == "ok" for i in range(30))
+    assert res["poison"]["status"] == "error"
+    assert res["poison"]["error"]["code"] == "crashed"
+    assert res["poison"]["attempts"] == 3
+    dead = broker.get_all(q + ".dead")
+    assert [p.headers["x-c2a-error-code"] for p, _ in dead] == ["crashed"]
+    st = d.status()
+    assert st["restarts"]["job_timeout"] == 3  # one kill per attempt
+    assert d.proc.poll() is None
+
+
+def test_two_daemons_share_the_work(daemon, broker):
+    q = "shared-" + daemon("probe").tmp.name
+    a = daemon("a", broker={"queues": q})
+    b = daemon("b", broker={"queues": q})
+    a.start()
+    b.start()
+    for i in range(100):
+        broker.publish(q, {"id": f"s{i}", "text": TEXT})
+    res = broker.wait_results(100, timeout=120)
+    assert len(res) == 100 and len(broker.result_list) == 100
+    pids_a, pids_b = set(a.worker_pids()), set(b.worker_pids())
+    by = {r["worker"] for r in res.values()}
+    assert by & pids_a and by & pids_b  # both did some
+    assert a.status()["totals"]["jobs_ok"] + b.status()["totals"]["jobs_ok"] == 100
+
+
+def test_graceful_stop_finishes_the_job_in_hand(daemon, broker):
+    d = daemon(workers={"count": "1", "graceful_timeout": "30"},
+               broker={"prefetch": "5"}, speech={"max_chars": "1000000"}).start()
+    q = queue_of(d)
+    broker.publish(q, {"id": "long", "text": (TEXT + " ") * 300})
+    for i in range(4):
+        broker.publish(q, {"id": f"after{i}", "text": TEXT})
+    wait_for(lambda: d.status()["workers"][0]["current_job"] == "long", what="busy")
+    d.signal(signal.SIGTERM)
+    assert d.wait_exit(timeout=60) == 0
+    res = broker.wait_results(1, timeout=10)
+    assert res["long"]["status"] == "ok"
+    broker.pump(0.5)
+    assert sorted(res) == ["long"]
+    # The jobs it had not started are back in the queue, not counted as attempts.
+    left = broker.get_all(q)
+    assert sorted(json_id(b) for _, b in left) == [f"after{i}" for i in range(4)]
+    assert all((p.headers or {}).get("x-c2a-attempts", 0) == 0 for p, _ in left)
+
+
+def json_id(body):
+    import json
+    return json.loads(body)["id"]
