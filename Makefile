@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # pipeline (AMQP, synthesis, encoding) is a shared object each worker loads
 # after fork, so the master never maps espeak-ng, the codecs or OpenSSL.
 PKGS      := libevent jansson
-PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto
+PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto libcurl
 PKGLIBDIR ?= $(PREFIX)/lib/c2a-worker
 
 ifeq ($(SANITIZE),1)
@@ -29,7 +29,7 @@ endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
-PIPE_LIBS  := $(shell pkg-config --libs $(PIPE_PKGS)) -lpthread
+PIPE_LIBS  := $(shell pkg-config --libs $(filter-out libcurl,$(PIPE_PKGS))) -lpthread
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -53,9 +53,14 @@ TEST_APPS  := $(patsubst tests/apps/%.c,$(BUILD)/tests/%.so,$(wildcard tests/app
 TEST_TOOLS := $(BUILD)/tests/sfinfo
 
 BIN := $(BUILD)/c2a-worker
+CTL := $(BUILD)/c2actl
+CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libcurl)
 
 .PHONY: all check unit integration install clean lint
-all: $(BIN) $(PIPELINE)
+all: $(BIN) $(PIPELINE) $(CTL)
+
+$(CTL): $(BUILD)/ctl/c2actl.o $(COMMON_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
 # -rdynamic: the pipeline calls the binary's log and scoreboard functions.
 $(BIN): $(DAEMON_OBJ) $(COMMON_OBJ)
@@ -84,7 +89,7 @@ $(BUILD)/tests/sfinfo: tests/tools/sfinfo.c
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
-integration: $(BIN) $(PIPELINE) $(TEST_APPS) $(TEST_TOOLS)
+integration: $(BIN) $(PIPELINE) $(CTL) $(TEST_APPS) $(TEST_TOOLS)
 	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) C2A_SANITIZE=$(SANITIZE) \
 		$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
@@ -95,11 +100,14 @@ check: all
 lint:
 	@for m in man/*.[0-9]; do mandoc -Tlint -Wwarning $$m || exit 1; done
 
-install: $(BIN) $(PIPELINE)
+install: $(BIN) $(PIPELINE) $(CTL)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/include/c2a \
 		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/sbin/c2a-worker
+	install -m 0755 $(CTL) $(DESTDIR)$(PREFIX)/bin/c2actl
+	install -m 0644 man/c2actl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 $(PIPELINE) $(DESTDIR)$(PKGLIBDIR)/c2a-pipeline.so
 	install -m 0644 man/c2a-worker.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 man/c2a-worker.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/

@@ -1,10 +1,8 @@
 #!/bin/sh
 # The main job, end to end, on a new Debian machine: install the dependencies,
 # build, start a local RabbitMQ if none answers, start c2a-worker in the
-# background with a configuration under ./run/, and show what it is doing.
-#
-# Until the job pipeline lands this stops at a running, supervised pool and its
-# status; then it will also submit a job and print where the audio is.
+# background with a configuration under ./run/, submit a job, wait for its
+# result, and print where the audio is.
 set -eu
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
@@ -30,6 +28,9 @@ log_level = info
 [workers]
 count = 2
 
+[broker]
+queues = c2a.jobs
+
 [output]
 dir = $RUN/audio
 CONF
@@ -52,16 +53,14 @@ until curl -fsS "http://$CONTROL/status" -o "$RUN/status.json" 2>/dev/null &&
     sleep 0.1
 done
 
-/usr/bin/python3 - "$RUN/status.json" <<'PY'
-import json, sys
-st = json.load(open(sys.argv[1]))
-print(f"master pid {st['pid']}  state {st['state']}  version {st['version']}")
-print(f"config {st['config_file']}")
-print(f"{'PID':>8}  {'STATE':<9}{'JOBS OK':>8}{'FAILED':>8}{'RSS kB':>8}")
-for w in st["workers"]:
-    print(f"{w['pid']:>8}  {w['state']:<9}{w['jobs_ok']:>8}{w['jobs_failed']:>8}{w['rss_kb']:>8}")
-PY
+build/c2actl -c "$CONF" status
+echo
+TEXT=${C2A_TEXT:-"Hello. This is c2a worker, turning content into audio."}
+echo "quickstart: submitting a job: $TEXT"
+AUDIO=$(build/c2actl -c "$CONF" submit --text "$TEXT" --format ogg --wait --timeout 60)
+echo
+echo "audio:   $AUDIO"
 echo "status:  curl http://$CONTROL/status"
 echo "log:     $RUN/c2a-worker.log"
-echo "audio:   $RUN/audio/"
+echo "submit:  build/c2actl -c $CONF submit --text 'Hi' --format mp3 --wait"
 echo "stop:    kill -TERM \$(cat $PIDFILE)"

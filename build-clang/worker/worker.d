@@ -1,6 +1,7 @@
 build-clang/worker/worker.o: worker/worker.c worker/worker.h \
   worker/../common/config.h worker/../common/scoreboard.h worker/app.h \
-  worker/c2a_app.h worker/../common/log.h worker/../common/util.h
+  worker/c2a_app.h worker/pipeline.h worker/../common/log.h \
+  worker/../common/util.h
 
 worker/worker.h:
 
@@ -11,6 +12,8 @@ worker/../common/scoreboard.h:
 worker/app.h:
 
 worker/c2a_app.h:
+
+worker/pipeline.h:
 
 worker/../common/log.h:
 

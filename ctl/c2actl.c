@@ -1,0 +1,477 @@
+/*
+ * c2actl: the command-line client of c2a-worker.
+ *   status                   the pool, from the control socket
+ *   submit [...] [--wait]    publish a job to RabbitMQ, optionally wait for its result
+ * Addresses come from the daemon's configuration file (-c), or -s / --url.
+ */
+#include "../common/config.h"
+#include "../common/util.h"
+
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+struct opts {
+    const char *config;
+    const char *server;
+    const char *token;
+    const char *url;
+    const char *queue;
+    int json;
+    /* submit */
+    const char *text, *ssml, *file, *id, *voice, *format;
+    int sample_rate, wait, timeout, marks;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: c2actl [-c FILE] [-s ADDR] [--token T] [--json] COMMAND\n"
+            "commands:\n"
+            "  status                    show the master and its workers\n"
+            "  submit (--text T | --ssml S | --file F) [--id ID] [--voice V]\n"
+            "         [--format F] [--sample-rate HZ] [--marks] [--queue Q] [--url AMQP_URL]\n"
+            "         [--wait [--timeout S]]\n"
+            "                            publish a job; with --wait print its result\n");
+}
+
+static char *default_config(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *c = xasprintf("%s/../conf/c2a-worker.conf", dirname(exe));
+        if (access(c, R_OK) == 0)
+            return c;
+        free(c);
+    }
+    return xstrdup(SYSCONFDIR "/c2a-worker.conf");
+}
+
+static void report(void *ctx, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "c2actl: %s\n", msg);
+}
+
+static struct config *load_config(const struct opts *o)
+{
+    char *path = o->config ? xstrdup(o->config) : default_config();
+    struct config *cfg;
+    if (access(path, R_OK) == 0)
+        cfg = config_load(path, report, NULL);
+    else if (o->config) {
+        fprintf(stderr, "c2actl: %s: cannot read\n", path);
+        cfg = NULL;
+    } else
+        cfg = config_defaults();
+    free(path);
+    return cfg;
+}
+
+/* ---- status (HTTP on the control socket) ---- */
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct { char *buf; size_t len; } *b = arg;
+    size_t add = size * n;
+    if (b->len + add > (16u << 20))
+        return 0;
+    b->buf = xrealloc(b->buf, b->len + add + 1);
+    memcpy(b->buf + b->len, p, add);
+    b->len += add;
+    b->buf[b->len] = '\0';
+    return add;
+}
+
+static json_t *http_get(const char *addr, const char *path, const char *token)
+{
+    CURL *c = curl_easy_init();
+    char url[512];
+    if (strncmp(addr, "unix:", 5) == 0) {
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, addr + 5);
+        snprintf(url, sizeof(url), "http://localhost%s", path);
+    } else {
+        snprintf(url, sizeof(url), "http://%s%s", addr, path);
+    }
+    struct { char *buf; size_t len; } b = {NULL, 0};
+    struct curl_slist *h = NULL;
+    char auth[600];
+    if (token && token[0]) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_PROXY, "");
+    CURLcode rc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "c2actl: %s: %s\n", addr, curl_easy_strerror(rc));
+        free(b.buf);
+        return NULL;
+    }
+    json_t *doc = b.buf ? json_loads(b.buf, 0, NULL) : NULL;
+    free(b.buf);
+    if (code != 200 || !doc) {
+        json_t *e = doc ? json_object_get(json_object_get(doc, "error"), "message") : NULL;
+        fprintf(stderr, "c2actl: %s: HTTP %ld%s%s\n", addr, code, e ? ": " : "",
+                e ? json_string_value(e) : "");
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static int cmd_status(const struct opts *o, const struct config *cfg)
+{
+    json_t *st = http_get(o->server ? o->server : cfg->control, "/status", o->token);
+    if (!st)
+        return 1;
+    if (o->json) {
+        char *s = json_dumps(st, JSON_INDENT(2));
+        puts(s);
+        free(s);
+        json_decref(st);
+        return 0;
+    }
+    json_t *t = json_object_get(st, "totals");
+    printf("master %lld  %s  version %s  up %llds  workers %zu/%lld%s\n",
+           json_integer_value(json_object_get(st, "pid")),
+           json_string_value(json_object_get(st, "state")),
+           json_string_value(json_object_get(st, "version")),
+           json_integer_value(json_object_get(st, "uptime_s")),
+           json_array_size(json_object_get(st, "workers")),
+           json_integer_value(json_object_get(st, "workers_target")),
+           json_is_true(json_object_get(st, "paused")) ? "  PAUSED" : "");
+    printf("jobs ok %lld  failed %lld  retried %lld  dead %lld  restarts %lld  broker %s\n",
+           json_integer_value(json_object_get(t, "jobs_ok")),
+           json_integer_value(json_object_get(t, "jobs_failed")),
+           json_integer_value(json_object_get(t, "jobs_retried")),
+           json_integer_value(json_object_get(t, "jobs_dead")),
+           json_integer_value(json_object_get(t, "worker_restarts")),
+           json_is_true(json_object_get(json_object_get(st, "broker"), "connected"))
+               ? "connected"
+               : "DISCONNECTED");
+    printf("%8s  %-9s %8s %8s %8s  %s\n", "PID", "STATE", "OK", "FAILED", "RSS_KB", "JOB");
+    size_t i;
+    json_t *w;
+    json_array_foreach(json_object_get(st, "workers"), i, w)
+    {
+        json_t *job = json_object_get(w, "current_job");
+        printf("%8lld  %-9s %8lld %8lld %8lld  %s\n", json_integer_value(json_object_get(w, "pid")),
+               json_string_value(json_object_get(w, "state")),
+               json_integer_value(json_object_get(w, "jobs_ok")),
+               json_integer_value(json_object_get(w, "jobs_failed")),
+               json_integer_value(json_object_get(w, "rss_kb")),
+               json_is_string(job) ? json_string_value(job) : "-");
+    }
+    json_decref(st);
+    return 0;
+}
+
+/* ---- submit (AMQP) ---- */
+
+static char *read_file(const char *path)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
+    if (!f) {
+        perror(path);
+        return NULL;
+    }
+    size_t len = 0, cap = 65536;
+    char *buf = xmalloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap)
+            buf = xrealloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    if (f != stdin)
+        fclose(f);
+    return buf;
+}
+
+static int amqp_failed(amqp_rpc_reply_t r, const char *what)
+{
+    if (r.reply_type == AMQP_RESPONSE_NORMAL)
+        return 0;
+    fprintf(stderr, "c2actl: %s: %s\n", what,
+            r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION ? amqp_error_string2(r.library_error)
+                                                            : "refused by the broker");
+    return 1;
+}
+
+static void print_result(const struct opts *o, json_t *res)
+{
+    if (o->json) {
+        char *s = json_dumps(res, JSON_COMPACT);
+        puts(s);
+        free(s);
+        return;
+    }
+    const char *status = json_string_value(json_object_get(res, "status"));
+    if (status && strcmp(status, "ok") == 0) {
+        printf("%s\n", json_string_value(json_object_get(res, "path")));
+        fprintf(stderr, "c2actl: %s: ok, %s, %lld Hz, %.2f s, %lld bytes\n",
+                json_string_value(json_object_get(res, "id")),
+                json_string_value(json_object_get(res, "format")),
+                json_integer_value(json_object_get(res, "sample_rate")),
+                json_integer_value(json_object_get(res, "duration_ms")) / 1000.0,
+                json_integer_value(json_object_get(res, "bytes")));
+    } else {
+        json_t *e = json_object_get(res, "error");
+        fprintf(stderr, "c2actl: %s: %s: %s\n", json_string_value(json_object_get(res, "id")),
+                json_string_value(json_object_get(e, "code")),
+                json_string_value(json_object_get(e, "message")));
+    }
+}
+
+static int cmd_submit(const struct opts *o, const struct config *cfg)
+{
+    int sources = !!o->text + !!o->ssml + !!o->file;
+    if (sources != 1) {
+        fprintf(stderr, "c2actl: submit needs exactly one of --text, --ssml, --file\n");
+        return 2;
+    }
+    char idbuf[64];
+    const char *id = o->id;
+    if (!id) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(idbuf, sizeof(idbuf), "c2actl-%lld-%d-%ld", (long long)ts.tv_sec, (int)getpid(),
+                 ts.tv_nsec / 1000);
+        id = idbuf;
+    }
+    char *content = o->file ? read_file(o->file) : NULL;
+    if (o->file && !content)
+        return 1;
+    json_t *job = json_pack("{s:s}", "id", id);
+    json_object_set_new(job, o->ssml ? "ssml" : "text",
+                        json_string(o->ssml ? o->ssml : (o->text ? o->text : content)));
+    free(content);
+    if (!json_object_get(job, o->ssml ? "ssml" : "text")) {
+        fprintf(stderr, "c2actl: the text is not valid UTF-8\n");
+        json_decref(job);
+        return 2;
+    }
+    if (o->voice)
+        json_object_set_new(job, "voice", json_string(o->voice));
+    if (o->format)
+        json_object_set_new(job, "format", json_string(o->format));
+    if (o->sample_rate)
+        json_object_set_new(job, "sample_rate", json_integer(o->sample_rate));
+    if (o->marks)
+        json_object_set_new(job, "marks", json_true());
+    char *body = json_dumps(job, JSON_COMPACT);
+    json_decref(job);
+
+    const char *url = o->url ? o->url : cfg->urls[0];
+    const char *queue = o->queue ? o->queue : cfg->queues[0];
+    struct amqp_connection_info ci;
+    char *urlcopy = xstrdup(url);
+    int rc = 1;
+    amqp_connection_state_t conn = amqp_new_connection();
+    if (amqp_parse_url(urlcopy, &ci) != AMQP_STATUS_OK) {
+        fprintf(stderr, "c2actl: %s: not an AMQP URL\n", url);
+        goto out;
+    }
+    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
+    struct timeval tv = {5, 0};
+    int s = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv);
+    if (s != AMQP_STATUS_OK) {
+        fprintf(stderr, "c2actl: %s:%d: %s\n", ci.host, ci.port, amqp_error_string2(s));
+        goto out;
+    }
+    amqp_set_rpc_timeout(conn, &tv);
+    if (amqp_failed(amqp_login(conn, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user,
+                               ci.password),
+                    "login"))
+        goto out;
+    amqp_channel_open(conn, 1);
+    if (amqp_failed(amqp_get_rpc_reply(conn), "channel.open"))
+        goto out;
+    amqp_bytes_t reply_q = amqp_empty_bytes;
+    if (o->wait) {
+        amqp_queue_declare_ok_t *ok =
+            amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+        if (amqp_failed(amqp_get_rpc_reply(conn), "declaring the reply queue"))
+            goto out;
+        reply_q = amqp_bytes_malloc_dup(ok->queue);
+        amqp_basic_consume(conn, 1, reply_q, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
+        if (amqp_failed(amqp_get_rpc_reply(conn), "basic.consume"))
+            goto out;
+    }
+    amqp_basic_properties_t props = {0};
+    props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG;
+    props.content_type = amqp_cstring_bytes("application/json");
+    props.delivery_mode = 2;
+    props.message_id = amqp_cstring_bytes(id);
+    props.correlation_id = amqp_cstring_bytes(id);
+    if (o->wait) {
+        props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+        props.reply_to = reply_q;
+    }
+    if (amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), 1, 0, &props,
+                           amqp_cstring_bytes(body)) != AMQP_STATUS_OK) {
+        fprintf(stderr, "c2actl: publish failed\n");
+        goto out;
+    }
+    if (!o->wait) {
+        printf("%s\n", id);
+        rc = 0;
+        goto out;
+    }
+    time_t deadline = time(NULL) + o->timeout;
+    for (;;) {
+        time_t left = deadline - time(NULL);
+        if (left <= 0) {
+            fprintf(stderr, "c2actl: %s: no result within %d s (is a worker consuming %s?)\n",
+                    id, o->timeout, queue);
+            rc = 3;
+            break;
+        }
+        struct timeval wait = {left, 0};
+        amqp_envelope_t env;
+        amqp_maybe_release_buffers(conn);
+        amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &wait, 0);
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_TIMEOUT)
+            continue;
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
+            /* Not a delivery: a basic.return means no queue took the job. */
+            amqp_frame_t f;
+            if (amqp_simple_wait_frame(conn, &f) == AMQP_STATUS_OK &&
+                f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
+                amqp_message_t m;
+                if (amqp_read_message(conn, f.channel, &m, 0).reply_type == AMQP_RESPONSE_NORMAL)
+                    amqp_destroy_message(&m);
+                fprintf(stderr, "c2actl: no queue named %s: the job was returned\n", queue);
+                break;
+            }
+            continue;
+        }
+        if (amqp_failed(r, "waiting for the result"))
+            break;
+        json_t *res = json_loadb(env.message.body.bytes, env.message.body.len, 0, NULL);
+        int mine = env.message.properties.correlation_id.len == strlen(id) &&
+                   memcmp(env.message.properties.correlation_id.bytes, id, strlen(id)) == 0;
+        amqp_destroy_envelope(&env);
+        if (!res || !mine) {
+            json_decref(res);
+            continue;
+        }
+        print_result(o, res);
+        const char *st = json_string_value(json_object_get(res, "status"));
+        rc = st && strcmp(st, "ok") == 0 ? 0 : 1;
+        json_decref(res);
+        break;
+    }
+out:
+    amqp_bytes_free(reply_q);
+    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+    amqp_destroy_connection(conn);
+    free(urlcopy);
+    free(body);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    struct opts o = {.timeout = 60, .token = getenv("C2A_CONTROL_TOKEN")};
+    enum { O_TOKEN = 256, O_JSON, O_TEXT, O_SSML, O_FILE, O_ID, O_VOICE, O_FORMAT, O_RATE,
+           O_WAIT, O_TIMEOUT, O_QUEUE, O_URL, O_MARKS };
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'}, {"server", required_argument, NULL, 's'},
+        {"token", required_argument, NULL, O_TOKEN}, {"json", no_argument, NULL, O_JSON},
+        {"text", required_argument, NULL, O_TEXT}, {"ssml", required_argument, NULL, O_SSML},
+        {"file", required_argument, NULL, O_FILE}, {"id", required_argument, NULL, O_ID},
+        {"voice", required_argument, NULL, O_VOICE}, {"format", required_argument, NULL, O_FORMAT},
+        {"sample-rate", required_argument, NULL, O_RATE}, {"wait", no_argument, NULL, O_WAIT},
+        {"timeout", required_argument, NULL, O_TIMEOUT}, {"queue", required_argument, NULL, O_QUEUE},
+        {"url", required_argument, NULL, O_URL}, {"marks", no_argument, NULL, O_MARKS},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "+c:s:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.config = optarg; break;
+        case 's': o.server = optarg; break;
+        case O_TOKEN: o.token = optarg; break;
+        case O_JSON: o.json = 1; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[optind];
+    /* Command options may follow the command. */
+    optind++;
+    while ((c = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.config = optarg; break;
+        case 's': o.server = optarg; break;
+        case O_TOKEN: o.token = optarg; break;
+        case O_JSON: o.json = 1; break;
+        case O_TEXT: o.text = optarg; break;
+        case O_SSML: o.ssml = optarg; break;
+        case O_FILE: o.file = optarg; break;
+        case O_ID: o.id = optarg; break;
+        case O_VOICE: o.voice = optarg; break;
+        case O_FORMAT: o.format = optarg; break;
+        case O_RATE: o.sample_rate = atoi(optarg); break;
+        case O_WAIT: o.wait = 1; break;
+        case O_TIMEOUT: o.timeout = atoi(optarg) > 0 ? atoi(optarg) : 60; break;
+        case O_QUEUE: o.queue = optarg; break;
+        case O_URL: o.url = optarg; break;
+        case O_MARKS: o.marks = 1; break;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "c2actl: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    struct config *cfg = load_config(&o);
+    if (!cfg)
+        return 2;
+    int rc;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (strcmp(cmd, "status") == 0)
+        rc = cmd_status(&o, cfg);
+    else if (strcmp(cmd, "submit") == 0)
+        rc = cmd_submit(&o, cfg);
+    else {
+        fprintf(stderr, "c2actl: unknown command '%s'\n", cmd);
+        usage(stderr);
+        rc = 2;
+    }
+    curl_global_cleanup();
+    config_free(cfg);
+    return rc;
+}

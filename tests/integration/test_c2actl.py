@@ -1,0 +1,63 @@
+"""c2actl against a running daemon and the real broker."""
+
+import json
+import os
+import subprocess
+
+from conftest import BIN, sfinfo
+
+CTL = os.path.join(os.path.dirname(BIN), "c2actl")
+
+
+def ctl(d, *args, timeout=90):
+    r = subprocess.run([CTL, "-c", str(d.conf), *args], capture_output=True, text=True,
+                       timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_submit_wait_prints_the_audio_path(daemon):
+    d = daemon().start()
+    rc, out, err = ctl(d, "submit", "--text", "Hello from c2actl", "--format", "ogg", "--wait")
+    assert rc == 0, err
+    path = out.strip()
+    assert path.startswith(str(d.tmp / "audio")) and path.endswith(".ogg")
+    assert sfinfo(path)[0] == 22050
+    rc, out, err = ctl(d, "--json", "submit", "--id", "j1", "--text", "x", "--voice", "nope",
+                       "--wait")
+    assert rc == 1
+    res = json.loads(out)
+    assert res["id"] == "j1" and res["error"]["code"] == "unknown_voice"
+    text = d.tmp / "in.txt"
+    text.write_text("Read from a file.")
+    rc, out, err = ctl(d, "submit", "--file", str(text), "--id", "f1", "--format", "mp3",
+                       "--sample-rate", "16000", "--wait")
+    assert rc == 0 and out.strip().endswith("f1.mp3")
+    assert sfinfo(out.strip())[0] == 16000
+
+
+def test_submit_without_wait_and_errors(daemon, broker):
+    d = daemon().start()
+    rc, out, _ = ctl(d, "submit", "--text", "fire and forget", "--id", "ff")
+    assert rc == 0 and out.strip() == "ff"
+    assert ctl(d, "submit")[0] == 2
+    assert ctl(d, "submit", "--text", "a", "--ssml", "b")[0] == 2
+    assert ctl(d, "bogus")[0] == 2
+    rc, _, err = ctl(d, "submit", "--text", "a", "--queue", "no-such-queue-c2a", "--wait")
+    assert rc == 1 and "no queue named no-such-queue-c2a" in err
+    idle = f"idle-{d.tmp.name}"
+    broker.ch.queue_declare(idle, auto_delete=True)
+    rc, _, err = ctl(d, "submit", "--text", "a", "--queue", idle, "--wait", "--timeout", "2")
+    assert rc == 3 and "no result within 2 s" in err
+
+
+def test_status(daemon):
+    d = daemon().start()
+    rc, out, err = ctl(d, "status")
+    assert rc == 0, err
+    assert f"master {d.master_pid}  running" in out
+    for pid in d.worker_pids():
+        assert str(pid) in out
+    rc, out, _ = ctl(d, "--json", "status")
+    assert json.loads(out)["pid"] == d.master_pid
+    rc, _, err = ctl(d, "-s", "127.0.0.1:1", "status")
+    assert rc == 1 and "127.0.0.1:1" in err
