@@ -292,6 +292,7 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
     struct amqp_connection_info ci;
     char *urlcopy = xstrdup(url);
     int rc = 1;
+    amqp_bytes_t reply_q = amqp_empty_bytes;
     amqp_connection_state_t conn = amqp_new_connection();
     if (amqp_parse_url(urlcopy, &ci) != AMQP_STATUS_OK) {
         fprintf(stderr, "c2actl: %s: not an AMQP URL\n", url);
@@ -312,7 +313,6 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
     amqp_channel_open(conn, 1);
     if (amqp_failed(amqp_get_rpc_reply(conn), "channel.open"))
         goto out;
-    amqp_bytes_t reply_q = amqp_empty_bytes;
     if (o->wait) {
         amqp_queue_declare_ok_t *ok =
             amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
