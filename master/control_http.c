@@ -159,12 +159,59 @@ static void handle_status(struct control *c, struct evhttp_request *req)
     reply_json(req, HTTP_OK, "OK", status_build(c->m, query_has(req, "full")));
 }
 
+/* Constant time in the length of the expected token, whatever the client sent. */
+static int token_matches(const char *given, const char *want)
+{
+    size_t gl = strlen(given), wl = strlen(want);
+    unsigned char diff = gl != wl;
+    for (size_t i = 0; i < wl; i++)
+        diff |= (unsigned char)(want[i] ^ (i < gl ? given[i] : 0));
+    return diff == 0;
+}
+
+/* Mutating requests need the bearer token when one is configured. */
+static int authorized(struct control *c, struct evhttp_request *req)
+{
+    const char *want = c->m->cfg->control_token;
+    if (!want[0])
+        return 1;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (h && strncmp(h, "Bearer ", 7) == 0 && token_matches(h + 7, want))
+        return 1;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                      "Bearer realm=\"c2a-worker\"");
+    reply_error(req, 401, "Unauthorized", "unauthorized", "a valid bearer token is required");
+    return 0;
+}
+
+static void set_paused(struct control *c, struct evhttp_request *req, int paused)
+{
+    if (!authorized(c, req))
+        return;
+    int was = atomic_exchange(&c->m->sb->paused, paused);
+    if (was != paused)
+        log_info("control: %s", paused ? "paused: workers stop consuming" : "resumed");
+    reply_json(req, HTTP_OK, "OK", json_pack("{s:b,s:b}", "paused", paused, "changed", was != paused));
+}
+
+static void handle_pause(struct control *c, struct evhttp_request *req)
+{
+    set_paused(c, req, 1);
+}
+
+static void handle_resume(struct control *c, struct evhttp_request *req)
+{
+    set_paused(c, req, 0);
+}
+
 static const struct route {
     const char *path;
     enum evhttp_cmd_type method;
     void (*handler)(struct control *c, struct evhttp_request *req);
 } routes[] = {
     {"/status", EVHTTP_REQ_GET, handle_status},
+    {"/pause", EVHTTP_REQ_POST, handle_pause},
+    {"/resume", EVHTTP_REQ_POST, handle_resume},
 };
 
 static void dispatch(struct evhttp_request *req, void *arg)
@@ -185,7 +232,11 @@ static void dispatch(struct evhttp_request *req, void *arg)
         }
     }
     if (path_known) {
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET");
+        const char *allow = "GET";
+        for (size_t i = 0; i < ARRAY_LEN(routes); i++)
+            if (strcmp(routes[i].path, path) == 0 && routes[i].method == EVHTTP_REQ_POST)
+                allow = "POST";
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
         reply_error(req, 405, "Method Not Allowed", "method_not_allowed",
                     "this path does not accept that method");
         return;

@@ -178,15 +178,19 @@ static void retry_later(struct pipeline *p, struct task *t, const char *code, co
 static void set_idle(struct pipeline *p)
 {
     slot_set_job(p->env.slot, NULL);
-    if (!p->stopping)
+    if (!p->stopping && atomic_load(&p->env.slot->state) != WS_STOPPING)
         atomic_store(&p->env.slot->state, p->paused ? WS_PAUSED : WS_IDLE);
 }
 
 static void count_done(struct pipeline *p)
 {
     p->jobs_done++;
-    if (p->recycle_after && p->jobs_done >= p->recycle_after && !p->stopping) {
+    if (p->recycle_after && p->jobs_done == p->recycle_after && !p->stopping) {
+        /* Take no more jobs now; the shell stops us gracefully on its next
+         * heartbeat, and the master starts our replacement as soon as it sees
+         * WS_STOPPING. */
         log_info("recycling after %llu jobs", (unsigned long long)p->jobs_done);
+        amqp_link_consume(p->link, 0);
         atomic_store(&p->env.slot->state, WS_STOPPING);
     }
 }
@@ -235,7 +239,9 @@ static void on_synth_done(void *arg, struct synth_work *w)
 
 static void kick(struct pipeline *p)
 {
-    if (p->current || !p->queue_head || !p->synth)
+    /* Stopping or recycling: what is queued goes back (maybe_stopped), not on. */
+    if (p->current || !p->queue_head || !p->synth || p->stopping ||
+        atomic_load(&p->env.slot->state) == WS_STOPPING)
         return;
     struct task *t = p->queue_head;
     p->queue_head = t->next;
@@ -406,6 +412,8 @@ static void pipeline_tick(struct pipeline *p)
     if (paused == p->paused || p->stopping)
         return;
     p->paused = paused;
+    if (atomic_load(&p->env.slot->state) == WS_STOPPING)
+        return; /* recycling: consuming stays off */
     log_info("%s consuming", paused ? "pausing:" : "resuming:");
     amqp_link_consume(p->link, !paused);
     if (!p->current)

@@ -185,3 +185,46 @@ def test_graceful_stop_finishes_the_job_in_hand(daemon, broker):
 def json_id(body):
     import json
     return json.loads(body)["id"]
+
+
+def test_pause_stops_deliveries_and_resume_restarts_them(daemon, broker):
+    import requests
+    d = daemon(master={"control_token": "s3cret"}).start()
+    q = queue_of(d)
+    auth = {"Authorization": "Bearer s3cret"}
+    r = requests.post(d.url + "/pause", timeout=5)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = requests.post(d.url + "/pause", headers={"Authorization": "Bearer s3cre"}, timeout=5)
+    assert r.status_code == 401
+    r = requests.post(d.url + "/pause", headers=auth, timeout=5)
+    assert r.status_code == 200 and r.json() == {"paused": True, "changed": True}
+    wait_for(lambda: all(w["state"] == "paused" for w in d.status()["workers"]),
+             what="workers paused")
+    assert d.status()["paused"] is True
+    for i in range(5):
+        broker.publish(q, {"id": f"p{i}", "text": TEXT})
+    broker.pump(2)
+    assert broker.results == {}
+    assert broker.depth(q) == 5
+    assert requests.get(d.url + "/pause", timeout=5).status_code == 405
+    r = requests.post(d.url + "/resume", headers=auth, timeout=5)
+    assert r.status_code == 200 and r.json()["paused"] is False
+    res = broker.wait_results(5)
+    assert sorted(res) == [f"p{i}" for i in range(5)]
+    assert all(w["state"] == "idle" for w in d.status()["workers"])
+
+
+def test_max_jobs_recycles_workers_without_losing_jobs(daemon, broker):
+    d = daemon(workers={"count": "2", "max_jobs": "10", "max_jobs_jitter": "3"}).start()
+    q = queue_of(d)
+    first = d.worker_pids()
+    for i in range(60):
+        broker.publish(q, {"id": f"r{i}", "text": TEXT})
+    res = broker.wait_results(60, timeout=120)
+    assert len(res) == 60 and all(r["status"] == "ok" for r in res.values())
+    assert len(broker.result_list) == 60
+    assert len({r["worker"] for r in res.values()}) >= 4  # several generations of workers
+    st = wait_for(lambda: (lambda s: len(s["workers"]) == 2 and s)(d.status()), what="pool")
+    assert st["restarts"]["recycled"] >= 2
+    assert not set(first) & set(d.worker_pids())
+    assert "recycling after" in d.log()
