@@ -1,0 +1,78 @@
+"""A broker restart in the middle of 500 jobs: the workers reconnect with
+backoff, redeclare, resume, and every job ends with a result."""
+
+import json
+import shutil
+import subprocess
+import time
+
+import pika
+import pytest
+
+from conftest import BROKER, wait_for
+
+pytestmark = pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl")
+
+
+def connect():
+    return pika.BlockingConnection(pika.URLParameters(BROKER))
+
+
+def depth(queue):
+    conn = connect()
+    try:
+        return conn.channel().queue_declare(queue, passive=True).method.message_count
+    finally:
+        conn.close()
+
+
+def rabbitmqctl(*args):
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def test_broker_restart_mid_stream(daemon):
+    d = daemon(workers={"count": "2"}, broker={"heartbeat": "5"}).start()
+    q = f"t.{d.tmp.name}.c2a"
+    replies = f"replies-{d.tmp.name}"
+    conn = connect()
+    ch = conn.channel()
+    ch.queue_declare(replies, durable=True)
+    # Long enough that 500 jobs take several seconds, so the restart lands mid-stream.
+    text = "The broker goes away and comes back; no job may be lost. " * 12
+    for i in range(500):
+        ch.basic_publish("", q, json.dumps({"id": f"b{i}", "text": text}),
+                         pika.BasicProperties(reply_to=replies, correlation_id=f"b{i}",
+                                              delivery_mode=2))
+    conn.close()
+    wait_for(lambda: depth(replies) >= 100, timeout=60, what="100 results")
+    assert depth(q) > 100  # mid-stream
+    rabbitmqctl("stop_app")
+    try:
+        wait_for(lambda: not d.status()["broker"]["connected"], timeout=20,
+                 what="workers notice")
+        time.sleep(1)
+    finally:
+        rabbitmqctl("start_app")
+        rabbitmqctl("await_startup")
+    wait_for(lambda: d.status()["broker"]["connected"], timeout=60, what="reconnected")
+    wait_for(lambda: depth(replies) >= 500 and depth(q) == 0, timeout=180, what="all results")
+    time.sleep(1)
+    conn = connect()
+    ch = conn.channel()
+    ids, total = set(), 0
+    while True:
+        method, props, body = ch.basic_get(replies, auto_ack=True)
+        if method is None:
+            break
+        doc = json.loads(body)
+        assert doc["status"] == "ok", doc
+        ids.add(doc["id"])
+        total += 1
+    ch.queue_delete(replies)
+    conn.close()
+    assert ids == {f"b{i}" for i in range(500)}
+    # At-least-once: a job whose ack was lost with the connection runs again.
+    assert total - 500 <= 4
+    assert "connection closed by the broker" in d.log() or "connection lost" in d.log()
+    assert d.log().count("amqp: connected to") >= 4
+    assert d.status()["totals"]["worker_restarts"] == 0
