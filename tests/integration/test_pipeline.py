@@ -228,3 +228,21 @@ def test_max_jobs_recycles_workers_without_losing_jobs(daemon, broker):
     assert st["restarts"]["recycled"] >= 2
     assert not set(first) & set(d.worker_pids())
     assert "recycling after" in d.log()
+
+
+def test_a_long_job_keeps_the_broker_connection(daemon, broker):
+    """The synthesis thread works while the loop keeps AMQP heartbeats going: a job
+    of about 15 s with heartbeat = 1 (the broker drops a connection after two
+    missed beats) finishes on its first connection and attempt."""
+    d = daemon(workers={"count": "1", "job_timeout": "300"}, broker={"heartbeat": "1"},
+               speech={"max_chars": "1000000", "max_duration": "86400"}).start()
+    q = queue_of(d)
+    t0 = time.monotonic()
+    broker.publish(q, {"id": "long", "text": (TEXT + " ") * 360, "format": "opus",
+                       "sample_rate": 48000})
+    r = broker.wait_results(1, timeout=180)["long"]
+    elapsed = time.monotonic() - t0
+    assert r["status"] == "ok" and r["attempts"] == 1
+    assert elapsed > 5, f"the job took {elapsed:.1f} s: too short to prove anything"
+    assert "connection lost" not in d.log() and "closed by the broker" not in d.log()
+    assert d.log().count("amqp: connected to") == 1
