@@ -56,7 +56,7 @@ BIN := $(BUILD)/c2a-worker
 CTL := $(BUILD)/c2actl
 CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libcurl)
 
-.PHONY: all check unit integration install clean lint
+.PHONY: all check unit integration install clean lint bench-tools
 all: $(BIN) $(PIPELINE) $(CTL)
 
 $(CTL): $(BUILD)/ctl/c2actl.o $(COMMON_OBJ)
@@ -85,6 +85,17 @@ $(BUILD)/tests/%.so: tests/apps/%.c worker/c2a_app.h
 $(BUILD)/tests/sfinfo: tests/tools/sfinfo.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs sndfile) -lm
+
+BENCH := $(BUILD)/bench/loadgen $(BUILD)/bench/inproc
+bench-tools: $(BENCH)
+
+$(BUILD)/bench/loadgen: bench/loadgen.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs librabbitmq)
+
+$(BUILD)/bench/inproc: bench/inproc.c $(BUILD)/worker/encode.o $(BUILD)/worker/job.o $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(PIPE_LIBS) $(LDLIBS)
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
