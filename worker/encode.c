@@ -128,6 +128,22 @@ int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, cons
         snprintf(err, errlen, "format: unknown format %s", format);
         return -1;
     }
+    /* libsndfile 1.2.0 leaks LAME's state (about 220 kB) when LAME refuses a
+     * rate at open: refuse those rates before it is asked. */
+    static const int mp3_rates[] = {8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000};
+    if (strcmp(format, "mp3") == 0) {
+        int legal = 0;
+        for (size_t i = 0; i < ARRAY_LEN(mp3_rates); i++)
+            legal |= mp3_rates[i] == out_rate;
+        if (!legal) {
+            *permanent = 1;
+            snprintf(err, errlen,
+                     "format: mp3 cannot be written at %d Hz (8000, 11025, 12000, 16000, "
+                     "22050, 24000, 32000, 44100 or 48000)",
+                     out_rate);
+            return -1;
+        }
+    }
     SF_INFO info = {.samplerate = out_rate, .channels = 1, .format = formats[fi].sf_format};
     if (!sf_format_check(&info)) {
         *permanent = 1;
