@@ -46,6 +46,7 @@ struct pipeline {
     void (*stopped)(void *arg);
     void *stopped_arg;
     struct event *stop_check;
+    struct event *forget_ev;
     uint64_t jobs_done;
     uint64_t recycle_after; /* 0 = never */
 };
@@ -337,22 +338,47 @@ static void drop_queued(struct pipeline *p)
     p->queue_tail = NULL;
 }
 
+/* The broker requeues every unacked delivery of a lost channel: forget the jobs
+ * waiting here and the confirms that will never come. Runs from the loop, not
+ * inside on_connection(), which a failing publish can call while its caller
+ * still holds one of these tasks. */
+static void forget_lost(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct pipeline *p = arg;
+    unsigned gen = amqp_link_generation(p->link);
+    struct task **pp = &p->queue_head;
+    p->queue_tail = NULL;
+    while (*pp) {
+        struct task *t = *pp;
+        if (t->d->generation != gen) {
+            *pp = t->next;
+            task_free(t);
+        } else {
+            p->queue_tail = t;
+            pp = &t->next;
+        }
+    }
+    size_t keep = 0;
+    for (size_t i = 0; i < p->n_confirms; i++) {
+        struct task *t = p->confirms[i].task;
+        if (t->d->generation == gen) {
+            p->confirms[keep++] = p->confirms[i];
+        } else if (--t->pending == 0) {
+            task_free(t);
+        }
+    }
+    p->n_confirms = keep;
+    maybe_stopped(p);
+}
+
 static void on_connection(void *arg, int up)
 {
     struct pipeline *p = arg;
     atomic_store(&p->env.slot->broker_connected, up);
-    if (up)
-        return;
-    /* The broker requeues every unacked delivery of the lost channel: forget the
-     * ones waiting here and the confirms that will never come. */
-    drop_queued(p);
-    for (size_t i = 0; i < p->n_confirms; i++) {
-        struct task *t = p->confirms[i].task;
-        if (--t->pending == 0)
-            task_free(t);
-    }
-    p->n_confirms = 0;
-    maybe_stopped(p);
+    if (!up)
+        event_active(p->forget_ev, EV_TIMEOUT, 0);
 }
 
 static int ensure_output_dir(const char *dir, char *err, size_t errlen)
@@ -399,6 +425,7 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
                            (env->cfg->max_jobs_jitter ? rnd % (env->cfg->max_jobs_jitter + 1u) : 0);
     }
     p->paused = atomic_load(&env->sb->paused);
+    p->forget_ev = evtimer_new(env->base, forget_lost, p);
     struct amqp_callbacks cb = {on_delivery, on_confirm, on_connection};
     p->link = amqp_link_open(env->base, env->cfg, &cb, p);
     if (p->paused)
@@ -483,6 +510,7 @@ static void pipeline_free(struct pipeline *p)
     amqp_link_free(p->link);
     if (p->stop_check)
         event_free(p->stop_check);
+    event_free(p->forget_ev);
     free(p);
 }
 
