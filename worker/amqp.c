@@ -520,7 +520,10 @@ struct amqp_link *amqp_link_open(struct event_base *base, const struct config *c
         ms = 1000;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     event_add(l->tick, &tv);
-    try_connect(l);
+    /* Connect from the loop: a delivery may arrive during the first drain, and
+     * the caller must hold the link by then. */
+    struct timeval now = {0, 0};
+    evtimer_add(l->reconnect, &now);
     return l;
 }
 

@@ -56,6 +56,7 @@ struct amqp_publish {
     size_t len;
 };
 
+/* Returns at once; the connection is opened from the loop's next turn. */
 struct amqp_link *amqp_link_open(struct event_base *base, const struct config *cfg,
                                  const struct amqp_callbacks *cb, void *arg);
 void amqp_link_free(struct amqp_link *l);

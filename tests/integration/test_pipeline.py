@@ -125,6 +125,22 @@ def test_kill9_of_a_busy_worker_loses_nothing(daemon, broker):
     assert max(r["attempts"] for r in res.values()) == 2
 
 
+def test_a_worker_booting_into_a_redelivered_job(daemon, broker):
+    """A redelivered job waiting in the queue reached the pipeline during the
+    worker's first connect, before it held its link: every replacement worker
+    crashed at boot and the pool went into boot backoff."""
+    d = daemon(workers={"count": "1"}, speech={"max_chars": "1000000"}).start()
+    q = queue_of(d)
+    broker.publish(q, {"id": "redo", "text": (TEXT + " ") * 400})
+    (w,) = d.worker_pids()
+    wait_for(lambda: d.status()["workers"][0]["current_job"] == "redo", what="busy")
+    os.kill(w, signal.SIGKILL)
+    r = broker.wait_results(1, timeout=60)["redo"]
+    assert r["status"] == "ok" and r["attempts"] == 2
+    st = d.status()
+    assert st["restarts"]["boot_failed"] == 0 and st["restarts"]["killed"] == 1
+
+
 def test_a_job_that_hangs_its_worker_is_dead_lettered(daemon, broker):
     """The master kills a worker whose job runs past job_timeout; the job comes
     back counted, and after max_attempts it is dead-lettered while other jobs flow."""
