@@ -1,9 +1,13 @@
 #include "encode.h"
 #include "job.h"
+#include "../common/log.h"
 #include "../common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <openssl/evp.h>
 #include <samplerate.h>
 #include <sndfile.h>
@@ -47,29 +51,6 @@ int encode_output_rate(const char *format, int want, int input_rate)
     if (strcmp(format, "opus") == 0)
         rate = job_opus_rate(rate);
     return rate;
-}
-
-/* Resample to out_rate; returns a new buffer of *frames float samples. */
-static float *resample(const struct pcm *pcm, int out_rate, size_t *frames, char *err,
-                       size_t errlen)
-{
-    double ratio = (double)out_rate / pcm->rate;
-    size_t in_n = pcm->frames;
-    size_t out_cap = (size_t)(in_n * ratio) + 64;
-    float *in = xmalloc((in_n ? in_n : 1) * sizeof(float));
-    float *out = xmalloc(out_cap * sizeof(float));
-    src_short_to_float_array(pcm->samples, in, (int)in_n);
-    SRC_DATA d = {.data_in = in, .data_out = out, .input_frames = (long)in_n,
-                  .output_frames = (long)out_cap, .src_ratio = ratio, .end_of_input = 1};
-    int rc = src_simple(&d, SRC_SINC_FASTEST, 1);
-    free(in);
-    if (rc != 0) {
-        snprintf(err, errlen, "resampling: %s", src_strerror(rc));
-        free(out);
-        return NULL;
-    }
-    *frames = (size_t)d.output_frames_gen;
-    return out;
 }
 
 static int sha256_file(int fd, char hex[65], uint64_t *bytes)
@@ -116,17 +97,29 @@ static int fsync_dir(const char *dir)
     return rc;
 }
 
-int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, const char *dir,
-                   const char *name, struct encoded *out, int *permanent, char *err,
-                   size_t errlen)
+struct encoder {
+    SNDFILE *sf;
+    SRC_STATE *src;
+    double ratio;
+    int fd;
+    int out_rate;
+    uint64_t frames;
+    char dir[4096];
+    char tmp[4096];
+    char path[4096];
+    float in[BLOCK_FRAMES];
+    float out[BLOCK_FRAMES * 8]; /* room for resampling up to 8x per block */
+};
+
+struct encoder *encoder_open(const char *format, int in_rate, int out_rate, const char *dir,
+                             const char *name, int *permanent, char *err, size_t errlen)
 {
     *permanent = 0;
-    memset(out, 0, sizeof(*out));
     int fi = find_format(format);
     if (fi < 0) {
         *permanent = 1;
         snprintf(err, errlen, "format: unknown format %s", format);
-        return -1;
+        return NULL;
     }
     /* libsndfile 1.2.0 leaks LAME's state (about 220 kB) when LAME refuses a
      * rate at open: refuse those rates before it is asked. */
@@ -141,81 +134,204 @@ int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, cons
                      "format: mp3 cannot be written at %d Hz (8000, 11025, 12000, 16000, "
                      "22050, 24000, 32000, 44100 or 48000)",
                      out_rate);
-            return -1;
+            return NULL;
         }
+    }
+    if (out_rate > in_rate * 8 || in_rate > out_rate * 256) {
+        *permanent = 1;
+        snprintf(err, errlen, "sample_rate: cannot convert %d Hz to %d Hz", in_rate, out_rate);
+        return NULL;
     }
     SF_INFO info = {.samplerate = out_rate, .channels = 1, .format = formats[fi].sf_format};
     if (!sf_format_check(&info)) {
         *permanent = 1;
         snprintf(err, errlen, "format: %s cannot be written at %d Hz", format, out_rate);
-        return -1;
+        return NULL;
     }
-
-    float *resampled = NULL;
-    size_t frames = pcm->frames;
-    if (out_rate != pcm->rate) {
-        resampled = resample(pcm, out_rate, &frames, err, errlen);
-        if (!resampled)
-            return -1;
+    struct encoder *e = xcalloc(1, sizeof(*e));
+    e->out_rate = out_rate;
+    strlcpy_c2a(e->dir, dir, sizeof(e->dir));
+    snprintf(e->path, sizeof(e->path), "%s/%s", dir, name);
+    snprintf(e->tmp, sizeof(e->tmp), "%s/" ENCODE_TMP_DIR, dir);
+    if (mkdir(e->tmp, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", e->tmp, strerror(errno));
+        free(e);
+        return NULL;
     }
-
-    char tmp[4096];
-    snprintf(out->path, sizeof(out->path), "%s/%s", dir, name);
-    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.%d", dir, name, (int)getpid());
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        free(resampled);
-        return -1;
+    snprintf(e->tmp, sizeof(e->tmp), "%s/" ENCODE_TMP_DIR "/%d.%s", dir, (int)getpid(), name);
+    e->fd = open(e->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (e->fd < 0) {
+        snprintf(err, errlen, "%s: %s", e->tmp, strerror(errno));
+        free(e);
+        return NULL;
     }
-    int rc = -1;
-    SNDFILE *sf = sf_open_fd(fd, SFM_WRITE, &info, 0);
-    if (!sf) {
+    e->sf = sf_open_fd(e->fd, SFM_WRITE, &info, 0);
+    if (!e->sf) {
         /* libsndfile refuses some rates only when it opens the codec. */
         *permanent = 1;
         snprintf(err, errlen, "format: %s at %d Hz: %s", format, out_rate, sf_strerror(NULL));
-        goto out;
+        encoder_abort(e);
+        return NULL;
     }
     if (formats[fi].compression >= 0) {
         double level = formats[fi].compression;
-        sf_command(sf, SFC_SET_COMPRESSION_LEVEL, &level, sizeof(level));
+        sf_command(e->sf, SFC_SET_COMPRESSION_LEVEL, &level, sizeof(level));
     }
+    if (out_rate != in_rate) {
+        int rc = 0;
+        e->src = src_new(SRC_SINC_FASTEST, 1, &rc);
+        if (!e->src) {
+            snprintf(err, errlen, "resampling: %s", src_strerror(rc));
+            encoder_abort(e);
+            return NULL;
+        }
+        e->ratio = (double)out_rate / in_rate;
+    }
+    return e;
+}
+
+static int write_float(struct encoder *e, const float *f, size_t n, char *err, size_t errlen)
+{
+    if (n && sf_writef_float(e->sf, f, (sf_count_t)n) != (sf_count_t)n) {
+        snprintf(err, errlen, "writing: %s", sf_strerror(e->sf));
+        return -1;
+    }
+    e->frames += n;
+    return 0;
+}
+
+/* Feed n input frames (or, with end set, flush) through the resampler. */
+static int resample_block(struct encoder *e, const float *in, size_t n, int end, char *err,
+                          size_t errlen)
+{
+    SRC_DATA d = {.data_in = in, .input_frames = (long)n, .src_ratio = e->ratio,
+                  .end_of_input = end};
+    do {
+        d.data_out = e->out;
+        d.output_frames = (long)ARRAY_LEN(e->out);
+        int rc = src_process(e->src, &d);
+        if (rc) {
+            snprintf(err, errlen, "resampling: %s", src_strerror(rc));
+            return -1;
+        }
+        if (write_float(e, e->out, (size_t)d.output_frames_gen, err, errlen) < 0)
+            return -1;
+        d.data_in += d.input_frames_used;
+        d.input_frames -= d.input_frames_used;
+    } while (d.input_frames > 0 || (end && d.output_frames_gen > 0));
+    return 0;
+}
+
+int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char *err,
+                  size_t errlen)
+{
     for (size_t done = 0; done < frames;) {
         size_t n = frames - done < BLOCK_FRAMES ? frames - done : BLOCK_FRAMES;
-        sf_count_t w = resampled ? sf_writef_float(sf, resampled + done, (sf_count_t)n)
-                                 : sf_writef_short(sf, pcm->samples + done, (sf_count_t)n);
-        if (w != (sf_count_t)n) {
-            snprintf(err, errlen, "writing %s: %s", format, sf_strerror(sf));
-            sf_close(sf);
-            goto out;
+        if (e->src) {
+            src_short_to_float_array(samples + done, e->in, (int)n);
+            if (resample_block(e, e->in, n, 0, err, errlen) < 0)
+                return -1;
+        } else {
+            if (sf_writef_short(e->sf, samples + done, (sf_count_t)n) != (sf_count_t)n) {
+                snprintf(err, errlen, "writing: %s", sf_strerror(e->sf));
+                return -1;
+            }
+            e->frames += n;
         }
         done += n;
     }
-    if (sf_close(sf) != 0) {
-        snprintf(err, errlen, "closing %s: %s", format, sf_strerror(NULL));
-        goto out;
+    return 0;
+}
+
+uint64_t encoder_frames(const struct encoder *e)
+{
+    return e->frames;
+}
+
+void encoder_abort(struct encoder *e)
+{
+    if (!e)
+        return;
+    if (e->sf)
+        sf_close(e->sf);
+    if (e->src)
+        src_delete(e->src);
+    close(e->fd);
+    unlink(e->tmp);
+    free(e);
+}
+
+int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (e->src && resample_block(e, e->in, 0, 1, err, errlen) < 0)
+        goto fail;
+    int rc = sf_close(e->sf);
+    e->sf = NULL;
+    if (rc != 0) {
+        snprintf(err, errlen, "closing: %s", sf_strerror(NULL));
+        goto fail;
     }
-    if (fsync(fd) < 0) {
-        snprintf(err, errlen, "fsync %s: %s", tmp, strerror(errno));
-        goto out;
+    if (fsync(e->fd) < 0) {
+        snprintf(err, errlen, "fsync %s: %s", e->tmp, strerror(errno));
+        goto fail;
     }
-    if (sha256_file(fd, out->sha256, &out->bytes) < 0) {
-        snprintf(err, errlen, "reading back %s: %s", tmp, strerror(errno));
-        goto out;
+    if (sha256_file(e->fd, out->sha256, &out->bytes) < 0) {
+        snprintf(err, errlen, "reading back %s: %s", e->tmp, strerror(errno));
+        goto fail;
     }
-    if (rename(tmp, out->path) < 0) {
-        snprintf(err, errlen, "rename to %s: %s", out->path, strerror(errno));
-        goto out;
+    if (rename(e->tmp, e->path) < 0) {
+        snprintf(err, errlen, "rename to %s: %s", e->path, strerror(errno));
+        goto fail;
     }
-    fsync_dir(dir);
-    out->sample_rate = out_rate;
+    fsync_dir(e->dir);
+    strlcpy_c2a(out->path, e->path, sizeof(out->path));
+    out->sample_rate = e->out_rate;
     out->channels = 1;
-    out->duration_ms = (int64_t)frames * 1000 / out_rate;
-    rc = 0;
-out:
-    close(fd);
-    if (rc < 0)
-        unlink(tmp);
-    free(resampled);
-    return rc;
+    out->duration_ms = (int64_t)(e->frames * 1000 / (uint64_t)e->out_rate);
+    if (e->src)
+        src_delete(e->src);
+    close(e->fd);
+    free(e);
+    return 0;
+fail:
+    encoder_abort(e);
+    return -1;
+}
+
+void encode_clean_stale(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/" ENCODE_TMP_DIR, dir);
+    DIR *d = opendir(path);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(de->d_name, &end, 10);
+        if (end == de->d_name || *end != '.' || pid <= 0)
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue; /* its writer is alive (or not ours to judge) */
+        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+            log_info("removed %s/%s, left by a worker that died", path, de->d_name);
+    }
+    closedir(d);
+}
+
+int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, const char *dir,
+                   const char *name, struct encoded *out, int *permanent, char *err,
+                   size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    struct encoder *e =
+        encoder_open(format, pcm->rate, out_rate, dir, name, permanent, err, errlen);
+    if (!e)
+        return -1;
+    if (encoder_write(e, pcm->samples, pcm->frames, err, errlen) < 0) {
+        encoder_abort(e);
+        return -1;
+    }
+    return encoder_finish(e, out, err, errlen);
 }

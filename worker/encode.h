@@ -31,9 +31,29 @@ const char *encode_extension(const char *format);
  * the format accepts (Opus: 8/12/16/24/48 kHz). */
 int encode_output_rate(const char *format, int want, int input_rate);
 
-/* Encode pcm to dir/name atomically. Returns 0, or -1 with a reason in err and
- * *permanent set when retrying cannot help (a rate the codec refuses) rather than
- * a transient failure (disk full). */
+/* Streaming: open a temporary file in dir for dir/name, write mono 16-bit
+ * blocks of in_rate audio as they come (resampled to out_rate), then finish
+ * (close, fsync, hash, rename) or abort (remove the temporary file). Memory
+ * stays bounded whatever the length of the audio. Errors come with a reason in
+ * err and *permanent set when retrying cannot help (a rate the codec refuses)
+ * rather than a transient failure (disk full). */
+struct encoder;
+struct encoder *encoder_open(const char *format, int in_rate, int out_rate, const char *dir,
+                             const char *name, int *permanent, char *err, size_t errlen);
+int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char *err,
+                  size_t errlen);
+/* Frames of output written so far. */
+uint64_t encoder_frames(const struct encoder *e);
+int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);
+void encoder_abort(struct encoder *e);
+
+/* Temporary files live in <dir>/.c2a-tmp/<pid>.<name> until their rename. */
+#define ENCODE_TMP_DIR ".c2a-tmp"
+/* Remove the temporary files of processes that no longer exist (a worker killed
+ * while writing). Called by a worker at boot. */
+void encode_clean_stale(const char *dir);
+
+/* The whole of pcm at once, through the functions above. */
 int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, const char *dir,
                    const char *name, struct encoded *out, int *permanent, char *err,
                    size_t errlen);

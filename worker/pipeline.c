@@ -1,5 +1,6 @@
 #include "pipeline.h"
 #include "amqp.h"
+#include "encode.h"
 #include "job.h"
 #include "synth.h"
 #include "../common/log.h"
@@ -408,6 +409,8 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
 {
     if (!env->noop && ensure_output_dir(env->cfg->output_dir, err, errlen) < 0)
         return NULL;
+    if (!env->noop)
+        encode_clean_stale(env->cfg->output_dir);
     struct pipeline *p = xcalloc(1, sizeof(*p));
     p->env = *env;
     if (!env->noop) {

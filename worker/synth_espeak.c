@@ -32,11 +32,14 @@ struct synth {
     struct synth_work *done_work;
 };
 
-/* What the synthesis callback fills, per job. */
+/* What the synthesis callback fills, per job: audio goes straight to the
+ * encoder, so memory does not grow with the length of the text. */
 struct capture {
-    int16_t *samples;
-    size_t frames, cap, max_frames;
+    struct encoder *enc;
+    size_t frames, max_frames;
     int too_long;
+    int write_failed;
+    char err[256];
     int want_marks;
     char *marks;
     size_t marks_len, marks_cap;
@@ -74,11 +77,10 @@ static int on_audio(short *wav, int n, espeak_EVENT *events)
         c->too_long = 1;
         return 1; /* abort synthesis */
     }
-    if (c->frames + (size_t)n > c->cap) {
-        c->cap = (c->frames + (size_t)n) * 2;
-        c->samples = xrealloc(c->samples, c->cap * sizeof(int16_t));
+    if (encoder_write(c->enc, wav, (size_t)n, c->err, sizeof(c->err)) < 0) {
+        c->write_failed = 1;
+        return 1;
     }
-    memcpy(c->samples + c->frames, wav, (size_t)n * sizeof(int16_t));
     c->frames += (size_t)n;
     return 0;
 }
@@ -145,7 +147,21 @@ static void run_job(struct synth *s, struct synth_work *w)
     espeak_ng_SetParameter(espeakVOLUME, job->volume, 0);
     espeak_ng_SetParameter(espeakRANGE, 50, 0);
 
+    char name[JOB_NAME_MAX + 16];
+    if (job->output[0])
+        strlcpy_c2a(name, job->output, sizeof(name));
+    else
+        snprintf(name, sizeof(name), "%s%s", job->id, encode_extension(job->format));
+    int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
     struct capture c = {.want_marks = job->marks, .text = job->content};
+    int permanent;
+    c.enc = encoder_open(job->format, s->rate, out_rate, w->output_dir, name, &permanent,
+                         w->message, sizeof(w->message));
+    if (!c.enc) {
+        w->permanent = permanent;
+        strlcpy_c2a(w->code, permanent ? "bad_field" : "write_failed", sizeof(w->code));
+        return;
+    }
     c.max_frames = (size_t)w->max_duration_s * (size_t)s->rate;
     if (c.want_marks)
         marks_append(&c, "[");
@@ -155,6 +171,8 @@ static void run_job(struct synth *s, struct synth_work *w)
     w->synth_ms = now_mono_ms() - t0;
     if (c.too_long) {
         fail_work(w, 1, "too_large", "audio longer than %d s", w->max_duration_s);
+    } else if (c.write_failed) {
+        fail_work(w, 0, "write_failed", "%s", c.err);
     } else if (st != ENS_OK) {
         char msg[128] = "";
         espeak_ng_GetStatusCodeMessage(st, msg, sizeof(msg));
@@ -162,32 +180,23 @@ static void run_job(struct synth *s, struct synth_work *w)
     } else if (c.frames == 0) {
         fail_work(w, 1, "synth_failed", "no audio for this text");
     } else {
-        struct pcm pcm = {.samples = c.samples, .frames = c.frames, .rate = s->rate};
-        char name[JOB_NAME_MAX + 16];
-        if (job->output[0])
-            strlcpy_c2a(name, job->output, sizeof(name));
-        else
-            snprintf(name, sizeof(name), "%s%s", job->id, encode_extension(job->format));
-        int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
         int64_t t1 = now_mono_ms();
-        int permanent;
-        if (encode_to_file(&pcm, job->format, out_rate, w->output_dir, name, &w->enc, &permanent,
-                           w->message, sizeof(w->message)) < 0) {
-            w->ok = 0;
-            w->permanent = permanent;
-            strlcpy_c2a(w->code, permanent ? "bad_field" : "write_failed", sizeof(w->code));
+        char err[256];
+        if (encoder_finish(c.enc, &w->enc, err, sizeof(err)) < 0) {
+            fail_work(w, 0, "write_failed", "%s", err);
         } else {
             w->ok = 1;
         }
+        c.enc = NULL;
         w->encode_ms = now_mono_ms() - t1;
     }
+    encoder_abort(c.enc); /* no-op once finished */
     if (w->ok && c.want_marks) {
         marks_append(&c, "]");
         w->marks_json = c.marks;
         c.marks = NULL;
     }
     free(c.marks);
-    free(c.samples);
 }
 
 static void *thread_main(void *arg)

@@ -44,7 +44,8 @@ def test_200_jobs_every_format(daemon, broker):
         assert rate == expect_rate[fmt] and channels == 1
         assert abs(frames * 1000 / rate - r["duration_ms"]) < 80, (fmt, frames, r)
         assert 3000 < r["duration_ms"] < 12000
-    assert len(list((d.tmp / "audio").iterdir())) == 200  # no temporary files left
+    assert len([p for p in (d.tmp / "audio").iterdir() if p.is_file()]) == 200
+    assert list((d.tmp / "audio" / ".c2a-tmp").iterdir()) == []  # no temporary files left
     st = d.status()
     assert st["totals"]["jobs_ok"] == 200 and st["totals"]["jobs_failed"] == 0
     assert broker.depth(q) == 0
@@ -120,9 +121,13 @@ def test_kill9_of_a_busy_worker_loses_nothing(daemon, broker):
     assert sorted(res) == sorted(f"k{i}" for i in range(n))
     assert all(r["status"] == "ok" for r in res.values())
     assert len(broker.result_list) == n  # one result per job
-    files = sorted(p.name for p in (d.tmp / "audio").iterdir())
-    assert files == sorted(f"k{i}.wav" for i in range(n))  # no temp files, no duplicates
+    files = sorted(p.name for p in (d.tmp / "audio").iterdir() if p.name != ".c2a-tmp")
+    assert files == sorted(f"k{i}.wav" for i in range(n))  # no duplicates
+    # The killed workers' half-written files were removed by their replacements.
+    assert list((d.tmp / "audio" / ".c2a-tmp").iterdir()) == []
+    assert "left by a worker that died" in d.log()
     assert max(r["attempts"] for r in res.values()) == 2
+    assert d.status()["restarts"]["boot_failed"] == 0
 
 
 def test_a_worker_booting_into_a_redelivered_job(daemon, broker):
