@@ -60,6 +60,8 @@ static const struct config_key keys[] = {
      "AMQP heartbeat in seconds; 0 = off"},
     {"broker", "max_attempts", CT_INT, OFF(max_attempts), "5", 1, 1000, NULL, 0,
      "attempts before a job is dead-lettered"},
+    {"broker", "results_exchange", CT_EXCHANGE, OFF(results_exchange), "", 0, 0, NULL, 0,
+     "also publish every result to this topic exchange; empty for none"},
 
     {"speech", "engine", CT_ENUM, OFF(engine), "espeak", 0, 0, engines, 0, "espeak or http"},
     {"speech", "voice", CT_STRING, OFF(voice), "en-us", 0, 0, NULL, 0, "default voice"},
@@ -422,6 +424,13 @@ static int apply(struct config *cfg, const struct config_key *k, const char *v, 
     case CT_GROUP:
         if (v[0] && !getgrnam(v)) {
             *why = "no such group";
+            return -1;
+        }
+        set_str(str_field(cfg, k), v);
+        return 0;
+    case CT_EXCHANGE:
+        if (v[0] && !valid_queue_name(v)) {
+            *why = "exchange names are 1..255 of [A-Za-z0-9._-:], not amq.*";
             return -1;
         }
         set_str(str_field(cfg, k), v);

@@ -42,6 +42,7 @@ struct config {
     int prefetch;
     int heartbeat;
     int max_attempts;
+    char *results_exchange;
     /* [speech] */
     char *engine;
     char *voice;
@@ -62,7 +63,7 @@ struct config {
 };
 
 enum config_type { CT_STRING, CT_INT, CT_BOOL, CT_ENUM, CT_ADDR, CT_LOGLEVEL, CT_URL, CT_QUEUES,
-                   CT_APP, CT_USER, CT_GROUP, CT_PATH, CT_HTTPURL };
+                   CT_APP, CT_USER, CT_GROUP, CT_PATH, CT_HTTPURL, CT_EXCHANGE };
 
 struct config_key {
     const char *section;

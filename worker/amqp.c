@@ -144,6 +144,15 @@ static int declare_queue(struct amqp_link *l, const char *name, amqp_table_t arg
  * at the head of a queue, hence one queue per delay). */
 static int declare_topology(struct amqp_link *l)
 {
+    const char *ex = l->cfg->results_exchange;
+    if (ex[0]) {
+        amqp_exchange_declare(l->conn, CH_CONSUME, bytes(ex), bytes("topic"), 0, 1, 0, 0,
+                              amqp_empty_table);
+        char what[300];
+        snprintf(what, sizeof(what), "declaring exchange %s", ex);
+        if (check(l, what) < 0)
+            return -1;
+    }
     for (int i = 0; i < l->cfg->n_queues; i++) {
         const char *q = l->cfg->queues[i];
         char name[AMQP_SHORTSTR];

@@ -113,9 +113,12 @@ static json_t *result_base(struct task *t, const char *status)
                      (json_int_t)(now_mono_ms() - t->received_ms), "worker", (int)getpid());
 }
 
+/* The result goes to the message's reply_to and to the results exchange, each
+ * confirmed before the job is acked. */
 static void publish_result(struct pipeline *p, struct task *t, json_t *doc)
 {
-    if (!t->d->reply_to[0]) {
+    const char *ex = p->env.cfg->results_exchange;
+    if (!t->d->reply_to[0] && !ex[0]) {
         json_decref(doc);
         return;
     }
@@ -124,7 +127,13 @@ static void publish_result(struct pipeline *p, struct task *t, json_t *doc)
     struct amqp_publish m = {.exchange = "", .routing_key = t->d->reply_to,
                              .correlation_id = t->d->correlation_id,
                              .message_id = t->job.id, .body = text, .len = strlen(text)};
-    publish(p, t, &m);
+    if (t->d->reply_to[0])
+        publish(p, t, &m);
+    if (ex[0]) {
+        m.exchange = ex;
+        m.routing_key = t->d->queue;
+        publish(p, t, &m);
+    }
     free(text);
 }
 

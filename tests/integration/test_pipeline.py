@@ -267,3 +267,20 @@ def test_a_long_job_keeps_the_broker_connection(daemon, broker):
     assert elapsed > 5, f"the job took {elapsed:.1f} s: too short to prove anything"
     assert "connection lost" not in d.log() and "closed by the broker" not in d.log()
     assert d.log().count("amqp: connected to") == 1
+
+
+def test_results_exchange(daemon, broker):
+    ex = "results-" + daemon("probe").tmp.name
+    d = daemon(broker={"results_exchange": ex}).start()
+    q = queue_of(d)
+    tap = broker.ch.queue_declare("", exclusive=True).method.queue
+    broker.ch.queue_bind(tap, ex, routing_key="#")
+    broker.publish(q, {"id": "rx1", "text": TEXT})  # with reply_to
+    broker.ch.basic_publish("", q, '{"id": "rx2", "text": "no reply_to"}')
+    broker.wait_results(1)
+    got = wait_for(lambda: (lambda m: len(m) == 2 and m)(broker.get_all(tap)), what="results")
+    import json
+    docs = {json.loads(b)["id"]: json.loads(b) for _, b in got}
+    assert docs["rx1"]["status"] == "ok" and docs["rx2"]["status"] == "ok"
+    assert broker.results["rx1"]["path"] == docs["rx1"]["path"]
+    broker.ch.exchange_delete(ex)

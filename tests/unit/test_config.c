@@ -162,6 +162,8 @@ static void test_single_errors(void **state)
     expect_one_error("[fetch]\nallow_private = maybe\n", "t.conf:2: allow_private: expected yes or no");
     expect_one_error("[output]\ndir =\n", "t.conf:2: dir: must not be empty");
     expect_one_error("[broker]\nurl = amqp://h:99999/\n", "t.conf:2: url: port must be 1..65535");
+    expect_one_error("[broker]\nresults_exchange = a b\n",
+                     "t.conf:2: results_exchange: exchange names are 1..255 of [A-Za-z0-9._-:], not amq.*");
     expect_one_error("[broker]\nqueues = amq.direct\n",
                      "t.conf:2: queues: queue names are 1..255 of [A-Za-z0-9._-:], not amq.*");
 }
