@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 
 # The master and the worker shell link only libevent and jansson. The job
 # pipeline (AMQP, synthesis, encoding) is a shared object each worker loads
-# after fork, so the master never maps espeak-ng, the codecs or OpenSSL.
+# after fork, so the master never maps espeak-ng or the codecs.
 PKGS      := libevent jansson
 PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto libcurl
 PKGLIBDIR ?= $(PREFIX)/lib/c2a-worker
