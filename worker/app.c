@@ -4,7 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
-/* The built-in apps. Their job handlers come with the job pipeline. */
+/* The built-in apps: the pipeline itself serves them (speech, or noop's instant
+ * ok), so they have no handle(). */
 static const struct c2a_app builtin_speech = {C2A_APP_ABI_VERSION, "speech", NULL, NULL};
 static const struct c2a_app builtin_noop = {C2A_APP_ABI_VERSION, "noop", NULL, NULL};
 

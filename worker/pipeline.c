@@ -59,6 +59,7 @@ static void task_free(struct task *t)
 {
     if (!t)
         return;
+    free(t->work.app_result.json);
     job_clear(&t->job);
     free(t->work.marks_json);
     if (t->d)
@@ -219,6 +220,23 @@ static void on_synth_done(void *arg, struct synth_work *w)
         log_info("job %s: finished after its connection was lost; it will run again",
                  t->job.id);
         task_free(t);
+    } else if (t->work.ok && t->work.app) {
+        json_t *doc = result_base(t, "ok");
+        if (t->work.app_result.json) {
+            json_t *extra = json_loads(t->work.app_result.json, 0, NULL);
+            if (json_is_object(extra)) {
+                json_object_del(extra, "id");
+                json_object_del(extra, "status");
+                json_object_update(doc, extra);
+            } else {
+                log_warn("job %s: app %s returned a result that is not a JSON object",
+                         t->job.id, t->work.app->name);
+            }
+            json_decref(extra);
+        }
+        atomic_fetch_add(&p->env.slot->jobs_ok, 1);
+        publish_result(p, t, doc);
+        settle(p, t);
     } else if (t->work.ok) {
         const struct encoded *e = &t->work.enc;
         json_t *doc = result_base(t, "ok");
@@ -265,7 +283,37 @@ static void kick(struct pipeline *p)
     t->work.job = &t->job;
     t->work.output_dir = p->env.cfg->output_dir;
     t->work.max_duration_s = p->env.cfg->max_duration;
+    if (p->env.app) {
+        t->work.app = p->env.app;
+        t->work.app_state = p->env.app_state;
+        t->work.app_job = (struct c2a_job){t->job.id, t->d->body, t->d->body_len,
+                                           p->env.cfg->output_dir, t->attempts};
+    }
     synth_submit(p->synth, &t->work);
+}
+
+static void enqueue(struct pipeline *p, struct task *t)
+{
+    if (p->queue_tail)
+        p->queue_tail->next = t;
+    else
+        p->queue_head = t;
+    p->queue_tail = t;
+    kick(p);
+}
+
+/* An app's job is opaque to the server: its id is the JSON "id" when the body is
+ * an object that has one, else the AMQP message id; "" when neither is a safe
+ * name. */
+static void app_job_id(const struct amqp_delivery *d, char *id, size_t len)
+{
+    const char *s = d->message_id;
+    json_t *root = json_loadb(d->body, d->body_len, 0, NULL);
+    json_t *v = json_is_object(root) ? json_object_get(root, "id") : NULL;
+    if (json_is_string(v))
+        s = json_string_value(v);
+    strlcpy_c2a(id, job_safe_name(s, JOB_ID_MAX) ? s : "", len);
+    json_decref(root);
 }
 
 static void on_delivery(void *arg, struct amqp_delivery *d)
@@ -306,6 +354,12 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
         return;
     }
 
+    if (p->env.app) {
+        app_job_id(d, t->job.id, sizeof(t->job.id));
+        enqueue(p, t);
+        return;
+    }
+
     const struct config *cfg = p->env.cfg;
     struct job_defaults defs = {cfg->voice, cfg->format, cfg->sample_rate, cfg->max_chars};
     struct job_error err;
@@ -314,12 +368,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
         count_done(p);
         return;
     }
-    if (p->queue_tail)
-        p->queue_tail->next = t;
-    else
-        p->queue_head = t;
-    p->queue_tail = t;
-    kick(p);
+    enqueue(p, t);
 }
 
 static void on_confirm(void *arg, uint64_t seq, int acked)
@@ -418,12 +467,12 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
 {
     if (!env->noop && ensure_output_dir(env->cfg->output_dir, err, errlen) < 0)
         return NULL;
-    if (!env->noop)
+    if (!env->noop && !env->app)
         encode_clean_stale(env->cfg->output_dir);
     struct pipeline *p = xcalloc(1, sizeof(*p));
     p->env = *env;
     if (!env->noop) {
-        p->synth = synth_start(env->base, on_synth_done, p, err, errlen);
+        p->synth = synth_start(env->base, !env->app, on_synth_done, p, err, errlen);
         if (!p->synth) {
             free(p);
             return NULL;

@@ -7,6 +7,7 @@
 #ifndef C2A_PIPELINE_H
 #define C2A_PIPELINE_H
 
+#include "c2a_app.h"
 #include "../common/config.h"
 #include "../common/scoreboard.h"
 
@@ -21,6 +22,10 @@ struct pipeline_env {
     struct scoreboard *sb;
     struct sb_slot *slot;
     int noop; /* builtin:noop: answer ok without synthesis */
+    /* An app from a shared object: its handle() runs each job instead of the
+     * speech pipeline. NULL for the built-in apps. */
+    const struct c2a_app *app;
+    void *app_state;
 };
 
 struct pipeline_api {

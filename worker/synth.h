@@ -9,6 +9,7 @@
 #ifndef C2A_SYNTH_H
 #define C2A_SYNTH_H
 
+#include "c2a_app.h"
 #include "encode.h"
 #include "job.h"
 
@@ -18,7 +19,11 @@ struct event_base;
 struct synth;
 
 struct synth_work {
-    /* in */
+    /* in: an app's job (app set), or a speech job */
+    const struct c2a_app *app;
+    void *app_state;
+    struct c2a_job app_job;
+    struct c2a_result app_result; /* out, for an app's job */
     const struct job *job;
     const char *output_dir;
     int max_duration_s;
@@ -34,10 +39,10 @@ struct synth_work {
 
 typedef void (*synth_done_fn)(void *arg, struct synth_work *w);
 
-/* Start the thread and initialize espeak-ng in it; NULL with a reason in err if
- * espeak-ng cannot start (a boot failure). */
-struct synth *synth_start(struct event_base *base, synth_done_fn done, void *arg, char *err,
-                          size_t errlen);
+/* Start the thread and, with espeak set, initialize espeak-ng in it; NULL with a
+ * reason in err if espeak-ng cannot start (a boot failure). */
+struct synth *synth_start(struct event_base *base, int espeak, synth_done_fn done, void *arg,
+                          char *err, size_t errlen);
 /* Hand over one job; the thread must be idle (one at a time). */
 void synth_submit(struct synth *s, struct synth_work *w);
 int synth_busy(const struct synth *s);

@@ -24,6 +24,7 @@ struct synth {
     struct event *ev;
     synth_done_fn done;
     void *arg;
+    int espeak; /* this thread synthesizes with espeak-ng */
     /* thread side */
     int init_rc;
     char init_err[256];
@@ -199,10 +200,28 @@ static void run_job(struct synth *s, struct synth_work *w)
     free(c.marks);
 }
 
+static void run_work(struct synth *s, struct synth_work *w)
+{
+    if (!w->app) {
+        run_job(s, w);
+        return;
+    }
+    int64_t t0 = now_mono_ms();
+    w->app->handle(w->app_state, &w->app_job, &w->app_result);
+    w->synth_ms = now_mono_ms() - t0;
+    w->ok = w->app_result.status == C2A_OK;
+    w->permanent = w->app_result.status == C2A_FAIL_PERMANENT;
+    if (!w->ok) {
+        strlcpy_c2a(w->code, w->app_result.code[0] ? w->app_result.code : "app_failed",
+                    sizeof(w->code));
+        strlcpy_c2a(w->message, w->app_result.message, sizeof(w->message));
+    }
+}
+
 static void *thread_main(void *arg)
 {
     struct synth *s = arg;
-    int rc = init_espeak(s);
+    int rc = s->espeak ? init_espeak(s) : 0;
     pthread_mutex_lock(&s->lock);
     s->init_rc = rc < 0 ? -1 : 1;
     pthread_cond_broadcast(&s->cond);
@@ -214,7 +233,7 @@ static void *thread_main(void *arg)
         struct synth_work *w = s->pending;
         s->pending = NULL;
         pthread_mutex_unlock(&s->lock);
-        run_job(s, w);
+        run_work(s, w);
         pthread_mutex_lock(&s->lock);
         s->done_work = w;
         pthread_mutex_unlock(&s->lock);
@@ -225,7 +244,7 @@ static void *thread_main(void *arg)
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
-    if (rc == 0)
+    if (rc == 0 && s->espeak)
         espeak_ng_Terminate();
     return NULL;
 }
@@ -247,10 +266,11 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     s->done(s->arg, w);
 }
 
-struct synth *synth_start(struct event_base *base, synth_done_fn done, void *arg, char *err,
-                          size_t errlen)
+struct synth *synth_start(struct event_base *base, int espeak, synth_done_fn done, void *arg,
+                          char *err, size_t errlen)
 {
     struct synth *s = xcalloc(1, sizeof(*s));
+    s->espeak = espeak;
     s->done = done;
     s->arg = arg;
     pthread_mutex_init(&s->lock, NULL);
@@ -285,7 +305,8 @@ struct synth *synth_start(struct event_base *base, synth_done_fn done, void *arg
         synth_stop(s);
         return NULL;
     }
-    log_debug("espeak-ng ready at %d Hz", s->rate);
+    if (espeak)
+        log_debug("espeak-ng ready at %d Hz", s->rate);
     return s;
 }
 

@@ -213,9 +213,10 @@ void worker_main(const struct worker_args *a)
     if (app_load(w.cfg->app, &w.app, err, sizeof(err)) < 0)
         boot_fail(err);
 
-    /* Apps from shared objects get their job-handling entry point with the next
-     * ABI version; until then only the built-in apps consume jobs. */
-    if (strncmp(w.cfg->app, "builtin:", 8) == 0) {
+    /* The built-in apps run the speech pipeline (or answer at once, noop); an app
+     * from a shared object consumes jobs when it has a handle(). */
+    int builtin = strncmp(w.cfg->app, "builtin:", 8) == 0;
+    if (builtin || w.app.app->handle) {
         w.pipeline_dl = open_pipeline(err, sizeof(err));
         if (!w.pipeline_dl)
             boot_fail(err);
@@ -223,7 +224,8 @@ void worker_main(const struct worker_args *a)
         if (!w.pipeline_api)
             boot_fail("c2a-pipeline.so has no " PIPELINE_API_SYMBOL);
         struct pipeline_env env = {w.base, w.cfg, w.sb, w.slot,
-                                   strcmp(w.cfg->app, "builtin:noop") == 0};
+                                   strcmp(w.cfg->app, "builtin:noop") == 0,
+                                   builtin ? NULL : w.app.app, w.app.state};
         w.pipeline = w.pipeline_api->start(&env, err, sizeof(err));
         if (!w.pipeline)
             boot_fail(err);

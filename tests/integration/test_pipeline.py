@@ -284,3 +284,30 @@ def test_results_exchange(daemon, broker):
     assert docs["rx1"]["status"] == "ok" and docs["rx2"]["status"] == "ok"
     assert broker.results["rx1"]["path"] == docs["rx1"]["path"]
     broker.ch.exchange_delete(ex)
+
+
+def test_app_from_a_shared_object_handles_jobs(daemon, broker, test_app):
+    d = daemon(workers={"count": "1", "app": test_app("okapp", "ok_app")},
+               broker={"max_attempts": "2"}).start()
+    q = queue_of(d)
+    broker.publish(q, {"id": "a1", "payload": "hello"})
+    broker.publish(q, {"id": "a2", "payload": "fail-permanent"})
+    broker.publish(q, {"id": "a3", "payload": "fail-transient"})
+    res = broker.wait_results(3, timeout=30)
+    ok = res["a1"]
+    assert ok["status"] == "ok" and ok["bytes"] == len('{"id": "a1", "payload": "hello"}')
+    body = open(ok["path"]).read()
+    assert body == '{"id": "a1", "payload": "hello"}'[::-1]
+    assert res["a2"]["error"] == {"code": "bad_field",
+                                  "message": "the test app refuses this body"}
+    # Transient: retried once through the delay queue, then dead-lettered.
+    assert res["a3"]["error"]["code"] == "upstream_down"
+    assert res["a3"]["attempts"] == 2
+    assert res["a3"]["error"]["message"] == "try again (attempt 2)"
+    dead = wait_for(lambda: (lambda m: len(m) == 2 and m)(broker.get_all(q + ".dead")),
+                    what="dead letters")
+    assert sorted(p.headers["x-c2a-error-code"] for p, _ in dead) == ["bad_field",
+                                                                      "upstream_down"]
+    st = d.status()
+    assert st["totals"]["jobs_ok"] == 1 and st["totals"]["jobs_retried"] == 1
+    assert st["totals"]["jobs_dead"] == 2

@@ -251,7 +251,7 @@ def test_app_loaded_with_dlopen(daemon, test_app):
     assert "worker ready (app okapp)" in d.log()
     bad = daemon("wrongabi", workers={"count": "1", "app": test_app("okapp", "wrong_abi_app")})
     bad.start(wait_workers=False)
-    wait_for(lambda: "ABI version 999, this server speaks 1" in bad.log(), what="ABI refusal")
+    wait_for(lambda: "ABI version 999, this server speaks 2" in bad.log(), what="ABI refusal")
     missing = daemon("missing", workers={"count": "1", "app": "/nonexistent/lib.so:app"})
     missing.start(wait_workers=False)
     wait_for(lambda: "/nonexistent/lib.so: cannot open shared object file" in missing.log(),
