@@ -38,8 +38,21 @@ struct sb_slot {
     char current_job[SCOREBOARD_JOB_LEN];
 };
 
+/* Why the master saw a job's worker die, so that the worker that gets the job
+ * back can dead-letter it with the right code once its attempts run out. */
+enum job_kill { JK_NONE = 0, JK_CRASHED, JK_TIMEOUT };
+#define SCOREBOARD_KILLS 32
+
+struct sb_kill {
+    atomic_uint seq; /* odd while being written */
+    atomic_int reason;
+    char job[SCOREBOARD_JOB_LEN];
+};
+
 struct scoreboard {
     atomic_int paused; /* set by the master: workers stop consuming */
+    atomic_uint kills_next;
+    struct sb_kill kills[SCOREBOARD_KILLS]; /* a ring of recent deaths with a job in hand */
     unsigned nslots;
     struct sb_slot slots[];
 };
@@ -59,6 +72,11 @@ static inline struct sb_slot *scoreboard_slot(struct scoreboard *sb, int idx)
 }
 
 const char *worker_state_name(enum worker_state st);
+
+/* Master: a worker died with this job in hand. */
+void scoreboard_note_kill(struct scoreboard *sb, const char *job, enum job_kill reason);
+/* Any process: the most recent reason noted for this job, JK_NONE if none. */
+enum job_kill scoreboard_kill_reason(struct scoreboard *sb, const char *job);
 
 /* Writer side (the slot's worker): set or clear (id == NULL) the current job. */
 void slot_set_job(struct sb_slot *slot, const char *id);

@@ -153,6 +153,11 @@ static void account_exit(struct master *m, struct child *c, int status)
     m->retired_retried += atomic_load(&s->jobs_retried);
     m->retired_dead += atomic_load(&s->jobs_dead);
     int self_stopping = atomic_load(&s->state) == WS_STOPPING;
+    char job[SCOREBOARD_JOB_LEN];
+    slot_get_job(s, job, sizeof(job));
+    int died = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (job[0] && died)
+        scoreboard_note_kill(m->sb, job, c->kill_reason == XR_JOB_TIMEOUT ? JK_TIMEOUT : JK_CRASHED);
 
     char how[64];
     if (WIFEXITED(status))

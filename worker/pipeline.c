@@ -329,17 +329,19 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
          * the connection was lost. Count it in the message itself (a redelivery
          * carries the old headers), so a job that kills its worker every time
          * reaches max_attempts instead of crash-looping the pool. */
-        strlcpy_c2a(t->job.id, d->message_id, sizeof(t->job.id));
+        app_job_id(d, t->job.id, sizeof(t->job.id));
         if (d->attempts + 1 >= p->env.cfg->max_attempts) {
             t->attempts = d->attempts + 1;
-            finish_dead(p, t, "crashed",
-                        "the job was interrupted on every attempt (worker crash, kill or lost "
-                        "connection)");
+            if (scoreboard_kill_reason(p->env.sb, t->job.id) == JK_TIMEOUT)
+                finish_dead(p, t, "timeout", "the job ran past job_timeout on its last attempt");
+            else
+                finish_dead(p, t, "crashed",
+                            "the job was interrupted on every attempt (worker crash, kill or "
+                            "lost connection)");
             return;
         }
         log_warn("job %s: redelivered after an interrupted attempt; attempt %d of %d",
-                 d->message_id[0] ? d->message_id : "?", d->attempts + 2,
-                 p->env.cfg->max_attempts);
+                 t->job.id[0] ? t->job.id : "?", d->attempts + 2, p->env.cfg->max_attempts);
         requeue(p, t, d->queue, d->attempts + 1);
         return;
     }

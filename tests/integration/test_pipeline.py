@@ -130,6 +130,28 @@ def test_kill9_of_a_busy_worker_loses_nothing(daemon, broker):
     assert d.status()["restarts"]["boot_failed"] == 0
 
 
+def test_a_job_that_crashes_its_worker_every_time_is_dead_lettered(daemon, broker):
+    """kill -9 on every attempt (a crash, from outside): after max_attempts the job
+    is dead-lettered as crashed, and the jobs behind it still run."""
+    d = daemon(workers={"count": "1"}, broker={"max_attempts": "3"},
+               speech={"max_chars": "1000000"}).start()
+    q = queue_of(d)
+    broker.publish(q, {"id": "poison", "text": (TEXT + " ") * 400})
+    broker.publish(q, {"id": "after", "text": TEXT})
+    kills = 0
+    deadline = time.monotonic() + 60
+    while "poison" not in broker.results and time.monotonic() < deadline:
+        for w in d.status()["workers"]:
+            if w["current_job"] == "poison" and alive(w["pid"]):
+                os.kill(w["pid"], signal.SIGKILL)
+                kills += 1
+        broker.pump(0.05)
+    res = broker.wait_results(2)
+    assert kills == 3
+    assert res["poison"]["error"]["code"] == "crashed" and res["poison"]["attempts"] == 3
+    assert res["after"]["status"] == "ok"
+
+
 def test_a_worker_booting_into_a_redelivered_job(daemon, broker):
     """A redelivered job waiting in the queue reached the pipeline during the
     worker's first connect, before it held its link: every replacement worker
@@ -158,10 +180,10 @@ def test_a_job_that_hangs_its_worker_is_dead_lettered(daemon, broker):
     res = broker.wait_results(31, timeout=120)
     assert all(res[f"ok{i}"]["status"] == "ok" for i in range(30))
     assert res["poison"]["status"] == "error"
-    assert res["poison"]["error"]["code"] == "crashed"
+    assert res["poison"]["error"]["code"] == "timeout"
     assert res["poison"]["attempts"] == 3
     dead = broker.get_all(q + ".dead")
-    assert [p.headers["x-c2a-error-code"] for p, _ in dead] == ["crashed"]
+    assert [p.headers["x-c2a-error-code"] for p, _ in dead] == ["timeout"]
     st = d.status()
     assert st["restarts"]["job_timeout"] == 3  # one kill per attempt
     assert d.proc.poll() is None
