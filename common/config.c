@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -667,6 +668,28 @@ static void resolve_relative(char **field, const char *dir)
     char *abs = xasprintf("%s/%s", dir, v);
     free(*field);
     *field = abs;
+}
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+char *config_default_path(void)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char *cand = xasprintf("%s/../conf/c2a-worker.conf", exe);
+            if (access(cand, R_OK) == 0)
+                return cand;
+            free(cand);
+        }
+    }
+    return xstrdup(SYSCONFDIR "/c2a-worker.conf");
 }
 
 #define MAX_FILE (1 << 20)

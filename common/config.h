@@ -80,6 +80,11 @@ struct config_key {
 /* Receives one complete "file:line: key: reason" message per problem. */
 typedef void (*config_report_fn)(void *ctx, const char *msg);
 
+/* The configuration file to read without -c: conf/c2a-worker.conf beside a
+ * binary built in a checkout (build/<binary>), else SYSCONFDIR/c2a-worker.conf.
+ * The caller frees it. */
+char *config_default_path(void);
+
 /* Parse the file at path. Every problem is reported (not just the first); NULL is
  * returned when there was any. */
 struct config *config_load(const char *path, config_report_fn report, void *ctx);

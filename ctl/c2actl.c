@@ -12,17 +12,12 @@
 #include <curl/curl.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifndef SYSCONFDIR
-#define SYSCONFDIR "/etc"
-#endif
 
 struct opts {
     const char *config;
@@ -48,20 +43,6 @@ static void usage(FILE *out)
             "                            publish a job; with --wait print its result\n");
 }
 
-static char *default_config(void)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *c = xasprintf("%s/../conf/c2a-worker.conf", dirname(exe));
-        if (access(c, R_OK) == 0)
-            return c;
-        free(c);
-    }
-    return xstrdup(SYSCONFDIR "/c2a-worker.conf");
-}
-
 static void report(void *ctx, const char *msg)
 {
     (void)ctx;
@@ -70,7 +51,7 @@ static void report(void *ctx, const char *msg)
 
 static struct config *load_config(const struct opts *o)
 {
-    char *path = o->config ? xstrdup(o->config) : default_config();
+    char *path = o->config ? xstrdup(o->config) : config_default_path();
     struct config *cfg;
     if (access(path, R_OK) == 0)
         cfg = config_load(path, report, NULL);

@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,7 @@
 #include <unistd.h>
 
 #ifndef SYSCONFDIR
-#define SYSCONFDIR "/etc"
+#define SYSCONFDIR "/etc" /* for the usage text; config.c has the same default */
 #endif
 
 static void usage(FILE *out)
@@ -36,22 +35,6 @@ static void usage(FILE *out)
             "  -V          print the version and exit\n"
             "  -h          print this help and exit\n",
             SYSCONFDIR);
-}
-
-/* A binary built in a checkout (build/c2a-worker) finds ../conf/c2a-worker.conf. */
-static char *default_config_path(void)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *dir = dirname(exe);
-        char *cand = xasprintf("%s/../conf/c2a-worker.conf", dir);
-        if (access(cand, R_OK) == 0)
-            return cand;
-        free(cand);
-    }
-    return xstrdup(SYSCONFDIR "/c2a-worker.conf");
 }
 
 static void report_stderr(void *ctx, const char *msg)
@@ -175,7 +158,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    char *path = config_arg ? xstrdup(config_arg) : default_config_path();
+    char *path = config_arg ? xstrdup(config_arg) : config_default_path();
     char *abs = realpath(path, NULL);
     m.config_path = abs ? abs : xstrdup(path);
     free(path);
