@@ -182,7 +182,8 @@ def test_a_job_that_hangs_its_worker_is_dead_lettered(daemon, broker):
     assert res["poison"]["status"] == "error"
     assert res["poison"]["error"]["code"] == "timeout"
     assert res["poison"]["attempts"] == 3
-    dead = broker.get_all(q + ".dead")
+    # The dead letter follows the result on the worker's channel: wait for it.
+    dead = wait_for(lambda: broker.get_all(q + ".dead"), what="dead letter")
     assert [p.headers["x-c2a-error-code"] for p, _ in dead] == ["timeout"]
     st = d.status()
     assert st["restarts"]["job_timeout"] == 3  # one kill per attempt
