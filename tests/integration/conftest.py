@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,15 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("C2A_BIN", str(ROOT / "build" / "c2a-worker"))
 TEST_APPS = os.environ.get("C2A_TEST_APPS", str(ROOT / "build" / "tests"))
+
+
+# Queue names carry a token of this pytest run: the broker outlives a run (and the
+# normal and sanitizer passes share it), and durable queues keep their messages.
+RUN = uuid.uuid4().hex[:8]
+
+
+def queue_name(tmp, name):
+    return f"t.{RUN}.{tmp.name}.{name}"
 
 
 def free_port():
@@ -76,7 +86,7 @@ def base_config(tmp, port, name="c2a", **sections):
         },
         "workers": {"count": "2", "timeout": "5", "graceful_timeout": "5"},
         # every test has queues of its own on the shared broker
-        "broker": {"queues": f"t.{tmp.name}.{name}"},
+        "broker": {"queues": queue_name(tmp, name)},
         "output": {"dir": str(tmp / "audio")},
     }
     for sec, kv in sections.items():
@@ -144,6 +154,19 @@ class Daemon:
     def signal(self, sig, pid=None):
         os.kill(pid or self.master_pid, sig)
 
+    def delete_queues(self):
+        """Best effort: the test's work, dead-letter and delay queues."""
+        q = queue_name(self.tmp, self.name)
+        try:
+            import pika
+            conn = pika.BlockingConnection(pika.URLParameters(BROKER))
+            ch = conn.channel()
+            for name in [q, q + ".dead"] + [f"{q}.retry.{1000 * 2 ** k}" for k in range(9)]:
+                ch.queue_delete(name)
+            conn.close()
+        except Exception:
+            pass
+
     def log(self):
         return self.logfile.read_text() if self.logfile.exists() else ""
 
@@ -165,6 +188,7 @@ class Daemon:
         if self.proc:
             self.proc.stdout.close()
             self.proc.stderr.close()
+        self.delete_queues()
         for pid in self.adopted:
             if alive(pid):
                 workers = children_of(pid)

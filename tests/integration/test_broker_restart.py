@@ -9,7 +9,7 @@ import time
 import pika
 import pytest
 
-from conftest import BROKER, wait_for
+from conftest import BROKER, queue_name, wait_for
 
 pytestmark = pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="needs rabbitmqctl")
 
@@ -32,8 +32,8 @@ def rabbitmqctl(*args):
 
 def test_broker_restart_mid_stream(daemon):
     d = daemon(workers={"count": "2"}, broker={"heartbeat": "5"}).start()
-    q = f"t.{d.tmp.name}.c2a"
-    replies = f"replies-{d.tmp.name}"
+    q = queue_name(d.tmp, "c2a")
+    replies = queue_name(d.tmp, "replies")
     conn = connect()
     ch = conn.channel()
     ch.queue_declare(replies, durable=True)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import alive, sfinfo, wait_for
+from conftest import alive, sfinfo, queue_name, wait_for
 
 FORMATS = ["wav", "flac", "ogg", "opus", "mp3"]
 TEXT = ("The quick brown fox jumps over the lazy dog. "
@@ -17,7 +17,7 @@ TEXT = ("The quick brown fox jumps over the lazy dog. "
 
 def queue_of(d):
     """The queue conftest.base_config gives each test's daemon."""
-    return f"t.{d.tmp.name}.{d.name}"
+    return queue_name(d.tmp, d.name)
 
 
 def test_200_jobs_every_format(daemon, broker):
@@ -191,7 +191,7 @@ def test_a_job_that_hangs_its_worker_is_dead_lettered(daemon, broker):
 
 
 def test_two_daemons_share_the_work(daemon, broker):
-    q = "shared-" + daemon("probe").tmp.name
+    q = queue_name(daemon("probe").tmp, "shared")
     a = daemon("a", broker={"queues": q})
     b = daemon("b", broker={"queues": q})
     a.start()
@@ -199,6 +199,8 @@ def test_two_daemons_share_the_work(daemon, broker):
     for i in range(100):
         broker.publish(q, {"id": f"s{i}", "text": TEXT})
     res = broker.wait_results(100, timeout=120)
+    broker.ch.queue_delete(q)
+    broker.ch.queue_delete(q + ".dead")
     assert len(res) == 100 and len(broker.result_list) == 100
     pids_a, pids_b = set(a.worker_pids()), set(b.worker_pids())
     by = {r["worker"] for r in res.values()}
@@ -331,7 +333,7 @@ def test_broker_url_failover(daemon, broker):
 
 
 def test_results_exchange(daemon, broker):
-    ex = "results-" + daemon("probe").tmp.name
+    ex = queue_name(daemon("probe").tmp, "results")
     d = daemon(broker={"results_exchange": ex}).start()
     q = queue_of(d)
     tap = broker.ch.queue_declare("", exclusive=True).method.queue

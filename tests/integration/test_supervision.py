@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-from conftest import BIN, alive, children_of, wait_for
+from conftest import BIN, alive, children_of, queue_name, wait_for
 
 
 def test_config_check_good_and_bad(daemon, tmp_path):
@@ -61,7 +61,7 @@ def test_status_has_spec_fields(daemon):
         assert os.getppid() != w["pid"] and w["pid"] in children_of(d.master_pid)
     for k in ("jobs_ok", "jobs_failed", "jobs_retried", "jobs_dead", "worker_restarts"):
         assert st["totals"][k] == 0
-    queue = d.sections.get("broker", {}).get("queues") or f"t.{d.tmp.name}.c2a"
+    queue = queue_name(d.tmp, "c2a")
     assert st["queues"] == [{"name": queue, "messages": None, "consumers": None}]
     assert st["broker"] == {"connected": True}  # the workers' connections
     assert all(w["broker_connected"] for w in st["workers"])
