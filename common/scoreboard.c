@@ -6,6 +6,29 @@
 #include <string.h>
 #include <sys/mman.h>
 
+const double hist_job_bounds[HIST_JOB_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                                   1,     2.5,  5,     10,   30,  60,  300};
+const double hist_audio_bounds[HIST_AUDIO_BUCKETS] = {1,   2,   5,    10,   30,  60,
+                                                      120, 300, 600, 1800, 3600};
+
+void slot_observe_job(struct sb_slot *slot, uint64_t elapsed_us, uint64_t audio_ms)
+{
+    double secs = (double)elapsed_us / 1e6;
+    for (int i = 0; i < HIST_JOB_BUCKETS; i++)
+        if (secs <= hist_job_bounds[i])
+            atomic_fetch_add(&slot->job_seconds.le[i], 1);
+    atomic_fetch_add(&slot->job_seconds.le[HIST_JOB_BUCKETS], 1);
+    atomic_fetch_add(&slot->job_seconds.sum_us, elapsed_us);
+    if (!audio_ms)
+        return;
+    double asecs = (double)audio_ms / 1e3;
+    for (int i = 0; i < HIST_AUDIO_BUCKETS; i++)
+        if (asecs <= hist_audio_bounds[i])
+            atomic_fetch_add(&slot->audio_seconds.le[i], 1);
+    atomic_fetch_add(&slot->audio_seconds.le[HIST_AUDIO_BUCKETS], 1);
+    atomic_fetch_add(&slot->audio_seconds.sum_ms, audio_ms);
+}
+
 static size_t scoreboard_size(unsigned nslots)
 {
     return sizeof(struct scoreboard) + (size_t)nslots * sizeof(struct sb_slot);
@@ -48,6 +71,8 @@ int scoreboard_acquire(struct scoreboard *sb)
         atomic_store(&s->rss_kb, 0);
         s->current_job[0] = '\0';
         atomic_store(&s->seq, 0);
+        memset(&s->job_seconds, 0, sizeof(s->job_seconds));
+        memset(&s->audio_seconds, 0, sizeof(s->audio_seconds));
         atomic_store(&s->state, WS_BOOTING);
         return (int)i;
     }

@@ -22,6 +22,23 @@
 
 enum worker_state { WS_FREE = 0, WS_BOOTING, WS_IDLE, WS_BUSY, WS_PAUSED, WS_STOPPING };
 
+/* Histograms for /metrics: cumulative counts per upper bound, then +Inf. */
+#define HIST_JOB_BUCKETS 14   /* job duration, seconds */
+#define HIST_AUDIO_BUCKETS 11 /* audio produced per job, seconds */
+
+struct sb_hist_job {
+    atomic_uint_least64_t le[HIST_JOB_BUCKETS + 1]; /* [HIST_JOB_BUCKETS] = +Inf */
+    atomic_uint_least64_t sum_us;
+};
+
+struct sb_hist_audio {
+    atomic_uint_least64_t le[HIST_AUDIO_BUCKETS + 1];
+    atomic_uint_least64_t sum_ms;
+};
+
+extern const double hist_job_bounds[HIST_JOB_BUCKETS];
+extern const double hist_audio_bounds[HIST_AUDIO_BUCKETS];
+
 struct sb_slot {
     atomic_int pid;
     atomic_int state;           /* enum worker_state */
@@ -36,6 +53,8 @@ struct sb_slot {
     atomic_uint_least64_t rss_kb;
     atomic_uint seq; /* odd while current_job is being written */
     char current_job[SCOREBOARD_JOB_LEN];
+    struct sb_hist_job job_seconds;
+    struct sb_hist_audio audio_seconds;
 };
 
 /* Why the master saw a job's worker die, so that the worker that gets the job
@@ -72,6 +91,9 @@ static inline struct sb_slot *scoreboard_slot(struct scoreboard *sb, int idx)
 }
 
 const char *worker_state_name(enum worker_state st);
+
+/* Worker: one job finished after elapsed_us; audio_ms of audio (0 for none). */
+void slot_observe_job(struct sb_slot *slot, uint64_t elapsed_us, uint64_t audio_ms);
 
 /* Master: a worker died with this job in hand. */
 void scoreboard_note_kill(struct scoreboard *sb, const char *job, enum job_kill reason);

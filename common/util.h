@@ -22,6 +22,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Milliseconds on CLOCK_MONOTONIC: the same clock in every process of the host,
  * so the master can compare a worker's heartbeat with its own "now". */
 int64_t now_mono_ms(void);
+/* Microseconds on CLOCK_MONOTONIC, for measuring short durations. */
+int64_t now_mono_us(void);
 /* Milliseconds since the epoch (wall clock), for display only. */
 int64_t now_real_ms(void);
 

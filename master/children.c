@@ -152,6 +152,12 @@ static void account_exit(struct master *m, struct child *c, int status)
     m->retired_failed += atomic_load(&s->jobs_failed);
     m->retired_retried += atomic_load(&s->jobs_retried);
     m->retired_dead += atomic_load(&s->jobs_dead);
+    for (int k = 0; k <= HIST_JOB_BUCKETS; k++)
+        m->retired_job_seconds.le[k] += atomic_load(&s->job_seconds.le[k]);
+    m->retired_job_seconds.sum_us += atomic_load(&s->job_seconds.sum_us);
+    for (int k = 0; k <= HIST_AUDIO_BUCKETS; k++)
+        m->retired_audio_seconds.le[k] += atomic_load(&s->audio_seconds.le[k]);
+    m->retired_audio_seconds.sum_ms += atomic_load(&s->audio_seconds.sum_ms);
     int self_stopping = atomic_load(&s->state) == WS_STOPPING;
     char job[SCOREBOARD_JOB_LEN];
     slot_get_job(s, job, sizeof(job));

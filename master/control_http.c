@@ -204,14 +204,124 @@ static void handle_resume(struct control *c, struct evhttp_request *req)
     set_paused(c, req, 0);
 }
 
+static void handle_metrics(struct control *c, struct evhttp_request *req)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    metrics_render(c->m, buf);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, HTTP_OK, "OK", buf);
+    evbuffer_free(buf);
+}
+
+/* 200 while at least one worker consumes; 503 with the reason otherwise. */
+static void handle_healthz(struct control *c, struct evhttp_request *req)
+{
+    struct master *m = c->m;
+    int consuming = 0, alive = 0, connected = 0;
+    for (int i = 0; i < m->nchildren; i++) {
+        struct sb_slot *s = scoreboard_slot(m->sb, m->children[i].slot);
+        int st = atomic_load(&s->state);
+        int up = atomic_load(&s->broker_connected);
+        alive += st == WS_IDLE || st == WS_BUSY || st == WS_PAUSED;
+        connected |= up;
+        consuming += (st == WS_IDLE || st == WS_BUSY) && up;
+    }
+    const char *reason = NULL;
+    if (m->state != MS_RUNNING)
+        reason = "stopping";
+    else if (atomic_load(&m->sb->paused))
+        reason = "paused";
+    else if (!alive)
+        reason = m->boot_failures ? "no worker alive: workers fail to boot" : "no worker alive";
+    else if (!connected)
+        reason = "broker down: no worker is connected";
+    else if (!consuming)
+        reason = "no worker is consuming";
+    if (reason)
+        reply_json(req, 503, "Service Unavailable",
+                   json_pack("{s:s,s:s,s:i}", "status", "unavailable", "reason", reason,
+                             "consuming", consuming));
+    else
+        reply_json(req, HTTP_OK, "OK", json_pack("{s:s,s:i}", "status", "ok", "consuming", consuming));
+}
+
+static void handle_reload(struct control *c, struct evhttp_request *req)
+{
+    if (!authorized(c, req))
+        return;
+    struct reload_errors errs;
+    if (master_reload(c->m, &errs) < 0) {
+        reply_error(req, 409, "Conflict", "reload_refused", errs.text[0] ? errs.text : "refused");
+        return;
+    }
+    reply_json(req, HTTP_OK, "OK", json_pack("{s:b,s:i}", "reloaded", 1, "generation",
+                                             (int)c->m->generation));
+}
+
+static void stop_later(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    master_stop(arg, 1);
+}
+
+/* Answer first, then stop: the client learns that the stop has begun. */
+static void handle_shutdown(struct control *c, struct evhttp_request *req)
+{
+    if (!authorized(c, req))
+        return;
+    reply_json(req, 202, "Accepted", json_pack("{s:b}", "stopping", 1));
+    struct timeval now = {0, 0};
+    event_base_once(c->m->base, -1, EV_TIMEOUT, stop_later, c->m, &now);
+}
+
+static void handle_workers(struct control *c, struct evhttp_request *req)
+{
+    if (!authorized(c, req))
+        return;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    json_error_t err;
+    json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &err);
+    json_t *count = json_is_object(body) ? json_object_get(body, "count") : NULL;
+    if (!json_is_integer(count)) {
+        reply_error(req, 400, "Bad Request", "bad_request",
+                    body ? "expected {\"count\": N}" : "the body is not JSON");
+        json_decref(body);
+        return;
+    }
+    json_int_t n = json_integer_value(count);
+    json_decref(body);
+    if (n < 1 || n > CONFIG_MAX_WORKERS) {
+        reply_error(req, 400, "Bad Request", "bad_request", "count must be 1..256");
+        return;
+    }
+    if (master_scale_to(c->m, (int)n) < 0) {
+        reply_error(req, 409, "Conflict", "stopping", "the master is stopping");
+        return;
+    }
+    reply_json(req, HTTP_OK, "OK", json_pack("{s:i}", "count", (int)n));
+}
+
 static const struct route {
     const char *path;
     enum evhttp_cmd_type method;
     void (*handler)(struct control *c, struct evhttp_request *req);
 } routes[] = {
     {"/status", EVHTTP_REQ_GET, handle_status},
+    {"/metrics", EVHTTP_REQ_GET, handle_metrics},
+    {"/healthz", EVHTTP_REQ_GET, handle_healthz},
     {"/pause", EVHTTP_REQ_POST, handle_pause},
     {"/resume", EVHTTP_REQ_POST, handle_resume},
+    {"/reload", EVHTTP_REQ_POST, handle_reload},
+    {"/shutdown", EVHTTP_REQ_POST, handle_shutdown},
+    {"/workers", EVHTTP_REQ_POST, handle_workers},
 };
 
 static void dispatch(struct evhttp_request *req, void *arg)

@@ -124,38 +124,52 @@ int master_run(struct master *m, int inherited_fd, int notify_fd)
     return m->exit_code;
 }
 
+/* Log each configuration error, and keep the first ones for the caller. */
 static void report_to_log(void *ctx, const char *msg)
 {
-    (void)ctx;
+    struct reload_errors *e = ctx;
     log_error("%s", msg);
+    if (e && e->len < sizeof(e->text) - 1)
+        e->len += (size_t)snprintf(e->text + e->len, sizeof(e->text) - e->len, "%s%s",
+                                   e->len ? "\n" : "", msg);
 }
 
-void master_reload(struct master *m)
+int master_reload(struct master *m, struct reload_errors *errors)
 {
+    if (errors) {
+        errors->len = 0;
+        errors->text[0] = '\0';
+    }
     if (m->state != MS_RUNNING) {
         log_warn("reload ignored: stopping");
-        return;
+        if (errors)
+            report_to_log(errors, "the master is stopping");
+        return -1;
     }
-    struct config *cfg = config_load(m->config_path, report_to_log, NULL);
+    struct config *cfg = config_load(m->config_path, report_to_log, errors);
     if (!cfg || master_apply_overrides(m, cfg) < 0) {
         log_error("reload refused: %s has errors; the running configuration stays",
                   m->config_path);
         config_free(cfg);
-        return;
+        return -1;
     }
     if (strcmp(cfg->log_file, m->cfg->log_file) != 0 || cfg->log_level != m->cfg->log_level) {
         if (log_open(cfg->log_file, (enum log_level)cfg->log_level) < 0) {
             log_error("reload refused: cannot open log %s: %s", cfg->log_file, strerror(errno));
+            if (errors)
+                report_to_log(errors, "cannot open the new log file");
             config_free(cfg);
-            return;
+            return -1;
         }
     }
     if (strcmp(cfg->control, m->cfg->control) != 0) {
         struct control *c = control_open(m, cfg->control, -1);
         if (!c) {
             log_error("reload refused: cannot bind control socket %s", cfg->control);
+            if (errors)
+                report_to_log(errors, "cannot bind the new control socket");
             config_free(cfg);
-            return;
+            return -1;
         }
         control_free(m->control);
         m->control = c;
@@ -177,6 +191,7 @@ void master_reload(struct master *m)
     m->reloads++;
     log_info("configuration reloaded (generation %u, %d workers)", m->generation, m->target);
     children_supervise(m);
+    return 0;
 }
 
 void master_stop(struct master *m, int graceful)
@@ -195,18 +210,23 @@ void master_stop(struct master *m, int graceful)
         event_base_loopexit(m->base, NULL);
 }
 
-void master_scale(struct master *m, int delta)
+int master_scale_to(struct master *m, int n)
 {
     if (m->state != MS_RUNNING)
-        return;
-    int n = m->target + delta;
+        return -1;
     if (n < 1 || n > CONFIG_MAX_WORKERS) {
         log_warn("scale to %d refused (1..%d)", n, CONFIG_MAX_WORKERS);
-        return;
+        return -1;
     }
     m->target = n;
     log_info("scaling to %d workers", n);
     children_supervise(m);
+    return 0;
+}
+
+void master_scale(struct master *m, int delta)
+{
+    master_scale_to(m, m->target + delta);
 }
 
 void master_reopen_logs(struct master *m)

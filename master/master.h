@@ -73,6 +73,14 @@ struct master {
     /* Counters of workers that have exited, so totals survive restarts. */
     uint64_t retired_ok, retired_failed, retired_retried, retired_dead;
     uint64_t restarts_by_reason[XR_COUNT];
+    struct {
+        uint64_t le[HIST_JOB_BUCKETS + 1];
+        uint64_t sum_us;
+    } retired_job_seconds;
+    struct {
+        uint64_t le[HIST_AUDIO_BUCKETS + 1];
+        uint64_t sum_ms;
+    } retired_audio_seconds;
 
     struct control *control;
     struct pidfile pidfile;
@@ -90,11 +98,20 @@ struct master {
 /* Bind, write the pidfile, tell a waiting foreground parent (notify_fd, or -1)
  * that start-up worked, then supervise until stopped. Returns the exit status. */
 int master_run(struct master *m, int inherited_control_fd, int notify_fd);
-void master_reload(struct master *m);
+/* The first configuration errors of a refused reload, for the control API. */
+struct reload_errors {
+    char text[2048];
+    size_t len;
+};
+/* HUP: 0 when the new configuration took over; -1 (errors logged, and copied
+ * into errors when given) when the running one stays. */
+int master_reload(struct master *m, struct reload_errors *errors);
 void master_stop(struct master *m, int graceful);
 void master_reexec(struct master *m);
 void master_reopen_logs(struct master *m);
 void master_scale(struct master *m, int delta);
+/* Scale the current generation to n workers (1..256); -1 if refused. */
+int master_scale_to(struct master *m, int n);
 /* In a freshly forked child: release everything the master's loop owns without
  * touching the master's own kernel objects (epoll set, listening socket). */
 void master_close_in_child(struct master *m);
@@ -121,6 +138,10 @@ const char *control_address(const struct control *c);
 int control_listen_fd(const struct control *c);
 /* Stop accepting (the re-executed master has the socket now). */
 void control_stop_listening(struct control *c);
+
+/* metrics.c */
+struct evbuffer;
+void metrics_render(struct master *m, struct evbuffer *b);
 
 /* status.c */
 struct json_t;

@@ -12,7 +12,7 @@
 
 static void on_hup(struct master *m)
 {
-    master_reload(m);
+    master_reload(m, NULL);
 }
 
 static void on_term(struct master *m)

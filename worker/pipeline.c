@@ -26,7 +26,7 @@ struct task {
     int attempts;          /* this attempt, 1-based */
     unsigned pending;      /* publishes not yet confirmed */
     int failed_publish;    /* a publish was nacked or lost: do not ack */
-    int64_t received_ms;
+    int64_t received_us;
 };
 
 struct confirm_slot {
@@ -111,7 +111,7 @@ static json_t *result_base(struct task *t, const char *status)
     const char *id = t->job.id[0] ? t->job.id : (t->d->message_id[0] ? t->d->message_id : NULL);
     return json_pack("{s:o,s:s,s:i,s:I,s:i}", "id", id ? json_string(id) : json_null(),
                      "status", status, "attempts", t->attempts, "elapsed_ms",
-                     (json_int_t)(now_mono_ms() - t->received_ms), "worker", (int)getpid());
+                     (json_int_t)((now_mono_us() - t->received_us) / 1000), "worker", (int)getpid());
 }
 
 /* The result goes to the message's reply_to and to the results exchange, each
@@ -194,8 +194,11 @@ static void set_idle(struct pipeline *p)
         atomic_store(&p->env.slot->state, p->paused ? WS_PAUSED : WS_IDLE);
 }
 
-static void count_done(struct pipeline *p)
+/* A job is done (whatever its outcome): metrics, and recycling after max_jobs. */
+static void count_done(struct pipeline *p, const struct task *t, int64_t audio_ms)
 {
+    slot_observe_job(p->env.slot, (uint64_t)(now_mono_us() - t->received_us),
+                     audio_ms > 0 ? (uint64_t)audio_ms : 0);
     p->jobs_done++;
     if (p->recycle_after && p->jobs_done == p->recycle_after && !p->stopping) {
         /* Take no more jobs now; the shell stops us gracefully on its next
@@ -214,6 +217,8 @@ static void on_synth_done(void *arg, struct synth_work *w)
     p->current = NULL;
     (void)w;
     set_idle(p);
+    /* Before the outcome below, which may free the task. */
+    count_done(p, t, t->work.ok && !t->work.app ? t->work.enc.duration_ms : 0);
     if (t->d->generation != amqp_link_generation(p->link)) {
         /* The connection it came on is gone and the broker has requeued it: the
          * next delivery rewrites the same file. */
@@ -261,7 +266,6 @@ static void on_synth_done(void *arg, struct synth_work *w)
     } else {
         retry_later(p, t, t->work.code, t->work.message);
     }
-    count_done(p);
     kick(p);
     maybe_stopped(p);
 }
@@ -321,7 +325,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
     struct pipeline *p = arg;
     struct task *t = xcalloc(1, sizeof(*t));
     t->d = d;
-    t->received_ms = now_mono_ms();
+    t->received_us = now_mono_us();
     t->attempts = d->attempts + 1;
 
     if (d->redelivered) {
@@ -351,7 +355,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
         strlcpy_c2a(t->job.id, job_safe_name(id, JOB_ID_MAX) ? id : "", sizeof(t->job.id));
         atomic_fetch_add(&p->env.slot->jobs_ok, 1);
         publish_result(p, t, result_base(t, "ok"));
-        count_done(p);
+        count_done(p, t, 0);
         settle(p, t);
         return;
     }
@@ -366,8 +370,8 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
     struct job_defaults defs = {cfg->voice, cfg->format, cfg->sample_rate, cfg->max_chars};
     struct job_error err;
     if (job_parse(d->body, d->body_len, d->message_id, &defs, &t->job, &err) < 0) {
+        count_done(p, t, 0);
         finish_dead(p, t, err.code, err.message);
-        count_done(p);
         return;
     }
     enqueue(p, t);

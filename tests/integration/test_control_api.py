@@ -1,0 +1,86 @@
+"""The control API beyond /status: metrics, health, reload, shutdown, scaling."""
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import wait_for
+
+TOKEN = {"Authorization": "Bearer tok"}
+
+
+def metrics(d):
+    r = requests.get(d.url + "/metrics", timeout=5)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    out = {}
+    for fam in text_string_to_metric_families(r.text):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_metrics_parse_and_count_jobs(daemon, broker):
+    from test_pipeline import TEXT, queue_of
+    d = daemon().start()
+    for i in range(6):
+        broker.publish(queue_of(d), {"id": f"m{i}", "text": TEXT})
+    broker.publish(queue_of(d), {"id": "bad", "text": "x", "voice": "nope"})
+    broker.wait_results(7)
+    m = wait_for(lambda: (lambda x: x[("c2a_jobs_total", (("outcome", "ok"),))] == 6 and x)(
+        metrics(d)), what="metrics")
+    assert m[("c2a_jobs_total", (("outcome", "failed"),))] == 1
+    assert m[("c2a_jobs_dead_total", ())] == 1
+    assert m[("c2a_job_duration_seconds_count", ())] == 7
+    assert m[("c2a_job_duration_seconds_bucket", (("le", "+Inf"),))] == 7
+    assert m[("c2a_audio_duration_seconds_count", ())] == 6
+    assert 6 * 3 < m[("c2a_audio_duration_seconds_sum", ())] < 6 * 12
+    assert m[("c2a_workers", (("state", "idle"),))] == 2
+    assert m[("c2a_broker_connected", ())] == 1
+    assert m[("c2a_worker_restarts_total", (("reason", "crashed"),))] == 0
+    assert m[("c2a_master_resident_memory_bytes", ())] > 0
+
+
+def test_healthz(daemon):
+    d = daemon().start()
+    r = requests.get(d.url + "/healthz", timeout=5)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    requests.post(d.url + "/pause", timeout=5)
+    r = requests.get(d.url + "/healthz", timeout=5)
+    assert r.status_code == 503 and r.json()["reason"] == "paused"
+    requests.post(d.url + "/resume", timeout=5)
+    wait_for(lambda: requests.get(d.url + "/healthz", timeout=5).status_code == 200,
+             what="healthy again")
+
+
+def test_reload_and_scale_over_http(daemon):
+    d = daemon(master={"control_token": "tok"}).start()
+    old = d.worker_pids()
+    assert requests.post(d.url + "/reload", timeout=5).status_code == 401
+    r = requests.post(d.url + "/reload", headers=TOKEN, timeout=5)
+    assert r.status_code == 200 and r.json() == {"reloaded": True, "generation": 2}
+    d.wait_workers(2, exclude=old)
+    d.write_config(master={"control_token": "tok"}, workers={"count": "nope"})
+    r = requests.post(d.url + "/reload", headers=TOKEN, timeout=5)
+    assert r.status_code == 409
+    assert f"{d.conf}:" in r.json()["error"]["message"]
+    assert "count: not an integer" in r.json()["error"]["message"]
+    for body, code in (("", 400), ("{", 400), ('{"count": "3"}', 400), ('{"count": 0}', 400),
+                       ('{"count": 999}', 400), ("[3]", 400)):
+        r = requests.post(d.url + "/workers", data=body, headers=TOKEN, timeout=5)
+        assert r.status_code == code, body
+        assert r.json()["error"]["code"] == "bad_request"
+    r = requests.post(d.url + "/workers", json={"count": 3}, headers=TOKEN, timeout=5)
+    assert r.status_code == 200 and r.json() == {"count": 3}
+    d.wait_workers(3)
+    assert requests.get(d.url + "/workers", timeout=5).status_code == 405
+
+
+def test_shutdown_over_http(daemon):
+    d = daemon().start()
+    workers = d.worker_pids()
+    r = requests.post(d.url + "/shutdown", timeout=5)
+    assert r.status_code == 202 and r.json() == {"stopping": True}
+    assert d.wait_exit() == 0
+    from conftest import alive
+    assert not any(alive(p) for p in workers)
+    assert not d.pidfile.exists()
