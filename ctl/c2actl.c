@@ -29,6 +29,7 @@ struct opts {
     /* submit */
     const char *text, *ssml, *file, *id, *voice, *format;
     int sample_rate, wait, timeout, marks;
+    const char *scale; /* scale N */
 };
 
 static void usage(FILE *out)
@@ -37,6 +38,10 @@ static void usage(FILE *out)
             "usage: c2actl [-c FILE] [-s ADDR] [--token T] [--json] COMMAND\n"
             "commands:\n"
             "  status                    show the master and its workers\n"
+            "  pause | resume            stop / restart consuming\n"
+            "  reload                    re-read the configuration (as SIGHUP)\n"
+            "  stop                      graceful stop (as SIGTERM)\n"
+            "  scale N                   run N workers\n"
             "  submit (--text T | --ssml S | --file F) [--id ID] [--voice V]\n"
             "         [--format F] [--sample-rate HZ] [--marks] [--queue Q] [--url AMQP_URL]\n"
             "         [--wait [--timeout S]]\n"
@@ -79,7 +84,10 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
     return add;
 }
 
-static json_t *http_get(const char *addr, const char *path, const char *token)
+/* GET (body NULL) or POST a request to the control socket; the JSON answer of a
+ * 2xx, or NULL with a one-line reason on stderr. */
+static json_t *http_request(const char *addr, const char *path, const char *token,
+                            const char *body)
 {
     CURL *c = curl_easy_init();
     char url[512];
@@ -95,6 +103,10 @@ static json_t *http_get(const char *addr, const char *path, const char *token)
     if (token && token[0]) {
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
         h = curl_slist_append(h, auth);
+    }
+    if (body) {
+        h = curl_slist_append(h, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
@@ -114,7 +126,7 @@ static json_t *http_get(const char *addr, const char *path, const char *token)
     }
     json_t *doc = b.buf ? json_loads(b.buf, 0, NULL) : NULL;
     free(b.buf);
-    if (code != 200 || !doc) {
+    if (code < 200 || code > 299 || !doc) {
         json_t *e = doc ? json_object_get(json_object_get(doc, "error"), "message") : NULL;
         fprintf(stderr, "c2actl: %s: HTTP %ld%s%s\n", addr, code, e ? ": " : "",
                 e ? json_string_value(e) : "");
@@ -126,7 +138,7 @@ static json_t *http_get(const char *addr, const char *path, const char *token)
 
 static int cmd_status(const struct opts *o, const struct config *cfg)
 {
-    json_t *st = http_get(o->server ? o->server : cfg->control, "/status", o->token);
+    json_t *st = http_request(o->server ? o->server : cfg->control, "/status", o->token, NULL);
     if (!st)
         return 1;
     if (o->json) {
@@ -168,6 +180,24 @@ static int cmd_status(const struct opts *o, const struct config *cfg)
                json_is_string(job) ? json_string_value(job) : "-");
     }
     json_decref(st);
+    return 0;
+}
+
+/* pause, resume, reload, stop, scale N: one POST each. */
+static int cmd_post(const struct opts *o, const struct config *cfg, const char *path,
+                    const char *body, const char *done)
+{
+    json_t *r = http_request(o->server ? o->server : cfg->control, path, o->token, body);
+    if (!r)
+        return 1;
+    if (o->json) {
+        char *s = json_dumps(r, JSON_COMPACT);
+        puts(s);
+        free(s);
+    } else {
+        puts(done);
+    }
+    json_decref(r);
     return 0;
 }
 
@@ -434,6 +464,8 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
+    if (optind < argc && strcmp(cmd, "scale") == 0 && !o.scale)
+        o.scale = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, "c2actl: unexpected argument '%s'\n", argv[optind]);
         return 2;
@@ -443,8 +475,29 @@ int main(int argc, char **argv)
         return 2;
     int rc;
     curl_global_init(CURL_GLOBAL_DEFAULT);
+    char body[64], done[64];
     if (strcmp(cmd, "status") == 0)
         rc = cmd_status(&o, cfg);
+    else if (strcmp(cmd, "pause") == 0)
+        rc = cmd_post(&o, cfg, "/pause", "", "paused: workers stop consuming");
+    else if (strcmp(cmd, "resume") == 0)
+        rc = cmd_post(&o, cfg, "/resume", "", "resumed");
+    else if (strcmp(cmd, "reload") == 0)
+        rc = cmd_post(&o, cfg, "/reload", "", "reloaded");
+    else if (strcmp(cmd, "stop") == 0)
+        rc = cmd_post(&o, cfg, "/shutdown", "", "stopping gracefully");
+    else if (strcmp(cmd, "scale") == 0) {
+        char *end = NULL;
+        long n = o.scale ? strtol(o.scale, &end, 10) : 0;
+        if (!o.scale || *end || n < 1 || n > 256) {
+            fprintf(stderr, "c2actl: scale needs a worker count, 1..256\n");
+            rc = 2;
+        } else {
+            snprintf(body, sizeof(body), "{\"count\": %ld}", n);
+            snprintf(done, sizeof(done), "scaling to %ld workers", n);
+            rc = cmd_post(&o, cfg, "/workers", body, done);
+        }
+    }
     else if (strcmp(cmd, "submit") == 0)
         rc = cmd_submit(&o, cfg);
     else {

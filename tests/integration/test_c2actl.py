@@ -61,3 +61,26 @@ def test_status(daemon):
     assert json.loads(out)["pid"] == d.master_pid
     rc, _, err = ctl(d, "-s", "127.0.0.1:1", "status")
     assert rc == 1 and "127.0.0.1:1" in err
+
+
+def test_control_verbs(daemon, monkeypatch):
+    d = daemon(master={"control_token": "t0k"}).start()
+    rc, _, err = ctl(d, "pause")
+    assert rc == 1 and "HTTP 401" in err  # no token
+    monkeypatch.setenv("C2A_CONTROL_TOKEN", "t0k")
+    rc, out, _ = ctl(d, "pause")
+    assert rc == 0 and out.strip() == "paused: workers stop consuming"
+    assert d.status()["paused"] is True
+    assert ctl(d, "resume")[0] == 0 and d.status()["paused"] is False
+    old = d.worker_pids()
+    rc, out, _ = ctl(d, "--json", "reload")
+    assert rc == 0 and json.loads(out)["generation"] == 2
+    d.wait_workers(2, exclude=old)
+    rc, out, _ = ctl(d, "scale", "3")
+    assert rc == 0 and out.strip() == "scaling to 3 workers"
+    d.wait_workers(3)
+    assert ctl(d, "scale", "0")[0] == 2
+    assert ctl(d, "scale")[0] == 2
+    rc, out, _ = ctl(d, "--token", "t0k", "stop")
+    assert rc == 0 and out.strip() == "stopping gracefully"
+    assert d.wait_exit() == 0
