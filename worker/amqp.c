@@ -610,15 +610,26 @@ int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_
     return 0;
 }
 
-int amqp_link_ack(struct amqp_link *l, uint64_t tag, unsigned generation)
+static int settle_delivery(struct amqp_link *l, uint64_t tag, unsigned generation, int ack)
 {
     if (!l->connected || generation != l->generation)
         return -1; /* that channel is gone: the broker has requeued the message */
-    int rc = amqp_basic_ack(l->conn, CH_CONSUME, tag, 0);
+    int rc = ack ? amqp_basic_ack(l->conn, CH_CONSUME, tag, 0)
+                 : amqp_basic_reject(l->conn, CH_CONSUME, tag, 1);
     if (rc != AMQP_STATUS_OK) {
         drop_connection(l, amqp_error_string2(rc));
         schedule_reconnect(l);
         return -1;
     }
     return 0;
+}
+
+int amqp_link_ack(struct amqp_link *l, uint64_t tag, unsigned generation)
+{
+    return settle_delivery(l, tag, generation, 1);
+}
+
+int amqp_link_reject(struct amqp_link *l, uint64_t tag, unsigned generation)
+{
+    return settle_delivery(l, tag, generation, 0);
 }

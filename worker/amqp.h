@@ -66,6 +66,8 @@ unsigned amqp_link_generation(const struct amqp_link *l);
  * -1 when not connected (the caller's delivery will come back anyway). */
 int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_t *seq);
 int amqp_link_ack(struct amqp_link *l, uint64_t tag, unsigned generation);
+/* basic.reject with requeue: the broker delivers it again (as redelivered). */
+int amqp_link_reject(struct amqp_link *l, uint64_t tag, unsigned generation);
 /* Stop or restart consuming (pause, graceful stop). */
 void amqp_link_consume(struct amqp_link *l, int on);
 

@@ -16,8 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum task_kind { TASK_JOB, TASK_REQUEUE, TASK_FINISHED };
-
 struct task {
     struct task *next;
     struct amqp_delivery *d;
@@ -26,6 +24,8 @@ struct task {
     int attempts;          /* this attempt, 1-based */
     unsigned pending;      /* publishes not yet confirmed */
     int failed_publish;    /* a publish was nacked or lost: do not ack */
+    uint64_t dead_seq;     /* the dead letter's publish, 0 if none */
+    int dead_failed;       /* ... and it was nacked or lost */
     int64_t received_us;
 };
 
@@ -81,23 +81,35 @@ static void confirm_track(struct pipeline *p, uint64_t seq, struct task *t)
 /* Everything the task published is confirmed: now the job may be acked. */
 static void task_complete(struct pipeline *p, struct task *t)
 {
-    if (t->failed_publish)
-        log_warn("job %s: a publish was not confirmed; the broker will deliver it again",
+    if (t->failed_publish && t->dead_seq && !t->dead_failed) {
+        /* The dead letter is safe; only the error result could not be delivered
+         * (a reply queue that refuses messages): retrying cannot help. */
+        log_warn("job %s: its error result was refused; the dead letter keeps the job",
                  t->job.id[0] ? t->job.id : "?");
-    else
         amqp_link_ack(p->link, t->d->tag, t->d->generation);
+    } else if (t->failed_publish) {
+        /* Not acked, so not lost: hand it back now (on a live connection an
+         * unacked delivery would otherwise hold its prefetch slot for good). */
+        log_warn("job %s: a publish was not confirmed; the job goes back to its queue",
+                 t->job.id[0] ? t->job.id : "?");
+        amqp_link_reject(p->link, t->d->tag, t->d->generation);
+    } else {
+        amqp_link_ack(p->link, t->d->tag, t->d->generation);
+    }
     task_free(t);
     maybe_stopped(p);
 }
 
-static void publish(struct pipeline *p, struct task *t, const struct amqp_publish *m)
+/* Returns the confirm sequence number, or 0 when the publish failed. */
+static uint64_t publish(struct pipeline *p, struct task *t, const struct amqp_publish *m)
 {
     uint64_t seq;
     if (amqp_link_publish(p->link, m, &seq) < 0) {
         t->failed_publish = 1;
-        return;
+        return 0;
     }
     confirm_track(p, seq, t);
+    return seq;
 }
 
 static void settle(struct pipeline *p, struct task *t)
@@ -153,7 +165,8 @@ static void finish_dead(struct pipeline *p, struct task *t, const char *code, co
                              .message_id = t->d->message_id, .attempts = t->attempts,
                              .error_code = code, .error_message = msg, .body = t->d->body,
                              .len = t->d->body_len};
-    publish(p, t, &m);
+    t->dead_seq = publish(p, t, &m);
+    t->dead_failed = t->dead_seq == 0;
     atomic_fetch_add(&p->env.slot->jobs_failed, 1);
     atomic_fetch_add(&p->env.slot->jobs_dead, 1);
     settle(p, t);
@@ -385,8 +398,10 @@ static void on_confirm(void *arg, uint64_t seq, int acked)
             continue;
         struct task *t = p->confirms[i].task;
         p->confirms[i] = p->confirms[--p->n_confirms];
-        if (!acked)
+        if (!acked) {
             t->failed_publish = 1;
+            t->dead_failed |= seq == t->dead_seq;
+        }
         if (--t->pending == 0)
             task_complete(p, t);
         return;

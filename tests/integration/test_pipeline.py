@@ -374,3 +374,24 @@ def test_app_from_a_shared_object_handles_jobs(daemon, broker, test_app):
     st = d.status()
     assert st["totals"]["jobs_ok"] == 1 and st["totals"]["jobs_retried"] == 1
     assert st["totals"]["jobs_dead"] == 2
+
+
+def test_a_refused_result_does_not_stall_or_lose_the_job(daemon, broker):
+    """The broker nacks the result (a reply queue that rejects every message):
+    the job is handed back instead of holding the worker's only prefetch slot,
+    retried up to max_attempts, then dead-lettered once, while other jobs flow."""
+    d = daemon(workers={"count": "1"}, broker={"max_attempts": "2"}).start()
+    q = queue_of(d)
+    full = queue_name(d.tmp, "full")
+    broker.ch.queue_declare(full, arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    broker.ch.basic_publish("", q, '{"id": "refused", "text": "hello"}',
+                            broker.pika.BasicProperties(reply_to=full, correlation_id="refused"))
+    broker.publish(q, {"id": "fine", "text": TEXT})
+    assert broker.wait_results(1)["fine"]["status"] == "ok"
+    dead = wait_for(lambda: broker.get_all(q + ".dead"), what="dead letter")
+    assert len(dead) == 1 and dead[0][0].headers["x-c2a-attempts"] == 2
+    broker.pump(2)
+    assert broker.get_all(q + ".dead") == []  # dead-lettered once, not in a loop
+    assert broker.depth(q) == 0
+    assert "its error result was refused" in d.log()
+    broker.ch.queue_delete(full)
