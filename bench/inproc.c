@@ -9,6 +9,8 @@
 
 #include <espeak-ng/espeak_ng.h>
 #include <espeak-ng/speak_lib.h>
+#include "bench.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,19 +35,6 @@ static int on_audio(short *wav, int n, espeak_EVENT *e)
     return 0;
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void run(int idx, double seconds, const char *text, const char *dir, int fd)
 {
     espeak_ng_InitializePath(NULL);
@@ -57,9 +46,9 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
     int rate = espeak_ng_GetSampleRate();
     double *lat = malloc(sizeof(double) * 1000000);
     long jobs = 0;
-    double start = now();
-    while (now() - start < seconds && jobs < 1000000) {
-        double t = now();
+    double start = bench_now();
+    while (bench_now() - start < seconds && jobs < 1000000) {
+        double t = bench_now();
         frames = 0;
         espeak_ng_SetParameter(espeakRATE, 175, 0);
         espeak_ng_Synthesize(text, strlen(text) + 1, 0, POS_CHARACTER, 0,
@@ -74,9 +63,9 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
             exit(1);
         }
         unlink(e.path);
-        lat[jobs++] = now() - t;
+        lat[jobs++] = bench_now() - t;
     }
-    double elapsed = now() - start;
+    double elapsed = bench_now() - start;
     if (write(fd, &jobs, sizeof(jobs)) < 0 || write(fd, &elapsed, sizeof(elapsed)) < 0 ||
         write(fd, lat, sizeof(double) * (size_t)jobs) < 0)
         exit(1);
@@ -128,7 +117,7 @@ int main(int argc, char **argv)
             max_elapsed = elapsed;
         wait(NULL);
     }
-    qsort(all, (size_t)total, sizeof(double), cmp);
+    qsort(all, (size_t)total, sizeof(double), bench_cmp_double);
     printf("jobs %ld  seconds %.2f  jobs/s %.1f  p50_ms %.2f  p99_ms %.2f\n", total, max_elapsed,
            total / max_elapsed, all[total / 2] * 1000, all[(long)(total * 0.99)] * 1000);
     return 0;

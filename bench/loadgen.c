@@ -9,23 +9,12 @@
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <stdint.h>
+#include "bench.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void die(const char *what)
 {
@@ -64,7 +53,7 @@ int main(int argc, char **argv)
     double *sent = calloc((size_t)n, sizeof(double)), *lat = calloc((size_t)n, sizeof(double));
     long published = 0, received = 0, bad = 0;
     char body[65536], cid[32];
-    double t0 = now();
+    double t0 = bench_now();
     while (received < n) {
         while (published < n && published - received < window) {
             int len = snprintf(body, sizeof(body), "{\"id\":\"lg-%ld\",%s", published, job + 1);
@@ -76,7 +65,7 @@ int main(int argc, char **argv)
             p.reply_to = reply;
             p.correlation_id = amqp_cstring_bytes(cid);
             p.message_id = amqp_cstring_bytes(cid);
-            sent[published] = now();
+            sent[published] = bench_now();
             amqp_bytes_t b = {(size_t)len, body};
             if (amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), 0, 0,
                                    &p, b) != AMQP_STATUS_OK)
@@ -95,15 +84,15 @@ int main(int argc, char **argv)
             memcpy(idbuf, env.message.properties.correlation_id.bytes, l);
         long i = atol(idbuf);
         if (i >= 0 && i < n) {
-            lat[received] = now() - sent[i];
+            lat[received] = bench_now() - sent[i];
             received++;
         }
         if (!memmem(env.message.body.bytes, env.message.body.len, "\"status\":\"ok\"", 13))
             bad++;
         amqp_destroy_envelope(&env);
     }
-    double elapsed = now() - t0;
-    qsort(lat, (size_t)n, sizeof(double), cmp);
+    double elapsed = bench_now() - t0;
+    qsort(lat, (size_t)n, sizeof(double), bench_cmp_double);
     printf("jobs %ld  errors %ld  seconds %.2f  jobs/s %.1f  p50_ms %.2f  p99_ms %.2f\n", n, bad,
            elapsed, n / elapsed, lat[n / 2] * 1000, lat[(long)(n * 0.99)] * 1000);
     amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
