@@ -112,6 +112,23 @@ void log_set_role(const char *role)
     lg.role = role;
 }
 
+int log_fd(void)
+{
+    return lg.kind == LK_FILE ? lg.fd : -1;
+}
+
+void log_syslog_detach(void)
+{
+    if (lg.kind == LK_SYSLOG)
+        closelog();
+}
+
+void log_syslog_attach(void)
+{
+    if (lg.kind == LK_SYSLOG)
+        openlog("c2a-worker", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
 void log_close(void)
 {
     close_current();

@@ -24,6 +24,12 @@ int log_reopen(void);
 void log_set_owner(int uid, int gid);
 /* "master" or "worker": printed in every line. */
 void log_set_role(const char *role);
+/* For a forked child that closes the descriptors it inherited: the one to keep
+ * (the log file, or -1), and the syslog connection dropped before and made
+ * again after, so that syslog never writes to a descriptor reused meanwhile. */
+int log_fd(void);
+void log_syslog_detach(void);
+void log_syslog_attach(void);
 /* Close the log in a process that will not log any more. */
 void log_close(void);
 

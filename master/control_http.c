@@ -428,7 +428,8 @@ struct control *control_open(struct master *m, const char *addr, int inherited_f
     if (a.is_unix)
         strlcpy_c2a(c->unix_path, a.path, sizeof(c->unix_path));
     c->http = evhttp_new(m->base);
-    c->listener = evconnlistener_new(m->base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE, 0, fd);
+    c->listener = evconnlistener_new(m->base, NULL, NULL,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     c->resume_accept = evtimer_new(m->base, resume_accept_cb, c);
     if (!c->http || !c->listener || !c->resume_accept) {
         log_error("control socket %s: cannot set up the HTTP server", addr);
@@ -455,7 +456,7 @@ struct control *control_open(struct master *m, const char *addr, int inherited_f
     return c;
 }
 
-static void control_release(struct control *c, int unlink_path)
+void control_free(struct control *c)
 {
     if (!c)
         return;
@@ -466,21 +467,12 @@ static void control_release(struct control *c, int unlink_path)
         evconnlistener_free(c->listener);
     if (c->resume_accept)
         event_free(c->resume_accept);
-    if (unlink_path && c->unix_path[0] && !c->handed_over)
+    if (c->unix_path[0] && !c->handed_over)
         unlink(c->unix_path);
     free(c->addr);
     free(c);
 }
 
-void control_free(struct control *c)
-{
-    control_release(c, 1);
-}
-
-void control_free_in_child(struct control *c)
-{
-    control_release(c, 0);
-}
 
 const char *control_address(const struct control *c)
 {

@@ -8,6 +8,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -305,19 +306,36 @@ void master_reexec(struct master *m)
     log_info("re-executing %s as pid %d", m->self_exe, (int)pid);
 }
 
+/* Close every inherited descriptor but stdio and the log. */
+static void close_inherited_fds(void)
+{
+    int keep = log_fd();
+    log_syslog_detach();
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            int fd = atoi(de->d_name);
+            if (fd > STDERR_FILENO && fd != keep && fd != dirfd(d))
+                close(fd);
+        }
+        closedir(d);
+    }
+    log_syslog_attach();
+}
+
 void master_close_in_child(struct master *m)
 {
-    /* event_reinit gives this process its own epoll set first, so that freeing
+    /* event_reinit gives this process its own epoll set first, so that deleting
      * the master's events below cannot remove them from the master's set. */
     event_reinit(m->base);
     event_free(m->tick);
     m->tick = NULL;
-    control_free_in_child(m->control);
-    m->control = NULL;
     signals_free(m);
-    event_base_free(m->base);
-    m->base = NULL;
-    if (m->pidfile.fd >= 0)
-        close(m->pidfile.fd);
+    /* The control server and the base are not freed here: evhttp shutdown()s
+     * its client sockets when freed, and those sockets are the master's too, so
+     * a reply in flight would be cut off. Their descriptors are closed instead;
+     * their memory lasts until the worker exits. */
     m->pidfile.fd = -1;
+    close_inherited_fds();
 }

@@ -132,8 +132,6 @@ void signals_free(struct master *m);
 /* control_http.c */
 struct control *control_open(struct master *m, const char *addr, int inherited_fd);
 void control_free(struct control *c);
-/* Close the listening socket in this process only (for a forked child). */
-void control_free_in_child(struct control *c);
 const char *control_address(const struct control *c);
 int control_listen_fd(const struct control *c);
 /* Stop accepting (the re-executed master has the socket now). */

@@ -84,3 +84,15 @@ def test_shutdown_over_http(daemon):
     from conftest import alive
     assert not any(alive(p) for p in workers)
     assert not d.pidfile.exists()
+
+
+def test_replies_survive_workers_forked_during_the_request(daemon):
+    """A worker forked while a request was in flight freed its copy of the HTTP
+    server, and libevent shutdown() the client socket the master shares: the
+    reply never came (every time under ASan)."""
+    d = daemon().start()
+    for i in range(30):
+        r = requests.post(d.url + "/workers", json={"count": 3 if i % 2 == 0 else 2}, timeout=5)
+        assert r.status_code == 200, i
+    r = requests.post(d.url + "/reload", timeout=5)
+    assert r.status_code == 200
