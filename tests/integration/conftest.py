@@ -141,12 +141,14 @@ class Daemon:
         return sorted(w["pid"] for w in self.status()["workers"])
 
     def wait_workers(self, n=None, timeout=10, exclude=()):
-        """Wait until n workers (default: the target) are idle and none other remain."""
+        """Wait until n workers (default: the target) are idle and connected to the
+        broker (so their queues exist), and none other remain."""
         def ok():
             st = self.status()
             want = st["workers_target"] if n is None else n
             ws = st["workers"]
             return (len(ws) == want and all(w["state"] == "idle" for w in ws)
+                    and all(w["broker_connected"] for w in ws)
                     and not set(w["pid"] for w in ws) & set(exclude)
                     and sorted(w["pid"] for w in ws))
         return wait_for(ok, timeout, what="workers idle")
