@@ -204,6 +204,21 @@ static void handle_resume(struct control *c, struct evhttp_request *req)
     set_paused(c, req, 0);
 }
 
+static void handle_page(struct control *c, struct evhttp_request *req)
+{
+    struct evbuffer *buf = evbuffer_new();
+    if (!buf) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    status_html(c->m, buf);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "text/html; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    evhttp_send_reply(req, HTTP_OK, "OK", buf);
+    evbuffer_free(buf);
+}
+
 static void handle_metrics(struct control *c, struct evhttp_request *req)
 {
     struct evbuffer *buf = evbuffer_new();
@@ -314,6 +329,7 @@ static const struct route {
     enum evhttp_cmd_type method;
     void (*handler)(struct control *c, struct evhttp_request *req);
 } routes[] = {
+    {"/", EVHTTP_REQ_GET, handle_page},
     {"/status", EVHTTP_REQ_GET, handle_status},
     {"/metrics", EVHTTP_REQ_GET, handle_metrics},
     {"/healthz", EVHTTP_REQ_GET, handle_healthz},

@@ -141,6 +141,9 @@ void control_stop_listening(struct control *c);
 struct evbuffer;
 void metrics_render(struct master *m, struct evbuffer *b);
 
+/* status_html.c */
+void status_html(struct master *m, struct evbuffer *b);
+
 /* status.c */
 struct json_t;
 struct json_t *status_build(struct master *m, int full);

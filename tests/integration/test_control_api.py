@@ -96,3 +96,18 @@ def test_replies_survive_workers_forked_during_the_request(daemon):
         assert r.status_code == 200, i
     r = requests.post(d.url + "/reload", timeout=5)
     assert r.status_code == 200
+
+
+def test_status_page(daemon):
+    d = daemon(master={"control_token": "<secret&>"}).start()
+    r = requests.get(d.url + "/", timeout=5)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    page = r.text
+    assert page.startswith("<!doctype html>")
+    assert '<meta http-equiv="refresh" content="2">' in page
+    for pid in d.worker_pids():
+        assert f"<td>{pid}</td>" in page
+    assert f"master <b>{d.master_pid}</b>" in page
+    assert "<script" not in page and "src=" not in page  # nothing runs, nothing fetched
+    assert "secret" not in page  # the token is masked
+    assert str(d.conf) in page
