@@ -204,34 +204,31 @@ static void handle_resume(struct control *c, struct evhttp_request *req)
     set_paused(c, req, 0);
 }
 
-static void handle_page(struct control *c, struct evhttp_request *req)
+/* A 200 whose body render() writes, for the text endpoints. */
+static void reply_rendered(struct control *c, struct evhttp_request *req, const char *type,
+                           void (*render)(struct master *m, struct evbuffer *b))
 {
     struct evbuffer *buf = evbuffer_new();
     if (!buf) {
         evhttp_send_error(req, 500, "out of memory");
         return;
     }
-    status_html(c->m, buf);
+    render(c->m, buf);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "text/html; charset=utf-8");
+    evhttp_add_header(h, "Content-Type", type);
     evhttp_add_header(h, "Cache-Control", "no-store");
     evhttp_send_reply(req, HTTP_OK, "OK", buf);
     evbuffer_free(buf);
 }
 
+static void handle_page(struct control *c, struct evhttp_request *req)
+{
+    reply_rendered(c, req, "text/html; charset=utf-8", status_html);
+}
+
 static void handle_metrics(struct control *c, struct evhttp_request *req)
 {
-    struct evbuffer *buf = evbuffer_new();
-    if (!buf) {
-        evhttp_send_error(req, 500, "out of memory");
-        return;
-    }
-    metrics_render(c->m, buf);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_send_reply(req, HTTP_OK, "OK", buf);
-    evbuffer_free(buf);
+    reply_rendered(c, req, "text/plain; version=0.0.4; charset=utf-8", metrics_render);
 }
 
 /* 200 while at least one worker consumes; 503 with the reason otherwise. */
