@@ -107,7 +107,10 @@ static int check(struct amqp_link *l, const char *what)
     return -1;
 }
 
-static void drop_connection(struct amqp_link *l, const char *why)
+/* Forget the connection. Only a deliberate close (goodbye) says connection.close
+ * to the broker: that is an RPC, and on a connection that is already broken it
+ * would hold the loop for the whole RPC timeout. */
+static void drop_connection(struct amqp_link *l, const char *why, int goodbye)
 {
     int was = l->connected;
     if (l->read_ev) {
@@ -115,20 +118,22 @@ static void drop_connection(struct amqp_link *l, const char *why)
         l->read_ev = NULL;
     }
     if (l->conn) {
-        if (was) {
+        if (was && goodbye)
             amqp_connection_close(l->conn, AMQP_REPLY_SUCCESS);
-        }
         amqp_destroy_connection(l->conn);
         l->conn = NULL;
     }
     l->connected = 0;
     l->consuming = 0;
     l->generation++;
-    if (was) {
+    if (!was)
+        return;
+    if (goodbye)
+        log_debug("amqp: connection closed: %s", why);
+    else
         log_warn("amqp: connection lost: %s", why);
-        if (l->cb.connection)
-            l->cb.connection(l->arg, 0);
-    }
+    if (l->cb.connection)
+        l->cb.connection(l->arg, 0);
 }
 
 static int declare_queue(struct amqp_link *l, const char *name, amqp_table_t args)
@@ -194,7 +199,7 @@ static void start_consuming(struct amqp_link *l)
         const char *q = l->cfg->queues[i];
         amqp_basic_consume(l->conn, CH_CONSUME, bytes(q), bytes(q), 0, 0, 0, amqp_empty_table);
         if (check(l, "basic.consume") < 0) {
-            drop_connection(l, "consume failed");
+            drop_connection(l, "consume failed", 0);
             schedule_reconnect(l);
             return;
         }
@@ -384,7 +389,7 @@ static int read_delivery(struct amqp_link *l, amqp_frame_t *f)
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         free(d);
         char buf[256];
-        drop_connection(l, reply_text(r, buf, sizeof(buf)));
+        drop_connection(l, reply_text(r, buf, sizeof(buf)), 0);
         return -1;
     }
     amqp_basic_properties_t *p = &msg.properties;
@@ -426,7 +431,7 @@ static void drain(struct amqp_link *l)
         if (rc == AMQP_STATUS_TIMEOUT)
             break;
         if (rc != AMQP_STATUS_OK) {
-            drop_connection(l, amqp_error_string2(rc));
+            drop_connection(l, amqp_error_string2(rc), 0);
             schedule_reconnect(l);
             return;
         }
@@ -458,7 +463,7 @@ static void drain(struct amqp_link *l)
             break;
         }
         case AMQP_BASIC_CANCEL_METHOD:
-            drop_connection(l, "the broker cancelled our consumer (queue deleted?)");
+            drop_connection(l, "the broker cancelled our consumer (queue deleted?)", 0);
             schedule_reconnect(l);
             return;
         case AMQP_CHANNEL_CLOSE_METHOD: {
@@ -468,7 +473,7 @@ static void drain(struct amqp_link *l)
                      (int)c->reply_text.len, (char *)c->reply_text.bytes);
             amqp_channel_close_ok_t ok = {0};
             amqp_send_method(l->conn, f.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &ok);
-            drop_connection(l, why);
+            drop_connection(l, why, 0);
             schedule_reconnect(l);
             return;
         }
@@ -479,11 +484,7 @@ static void drain(struct amqp_link *l)
                      c->reply_code, (int)c->reply_text.len, (char *)c->reply_text.bytes);
             amqp_connection_close_ok_t ok = {0};
             amqp_send_method(l->conn, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
-            l->connected = 0; /* do not send close again */
-            drop_connection(l, why);
-            log_warn("amqp: %s", why);
-            if (l->cb.connection)
-                l->cb.connection(l->arg, 0);
+            drop_connection(l, why, 0);
             schedule_reconnect(l);
             return;
         }
@@ -540,17 +541,10 @@ void amqp_link_free(struct amqp_link *l)
 {
     if (!l)
         return;
-    if (l->connected)
-        log_debug("amqp: closing the connection");
-    drop_connection(l, "closing");
+    drop_connection(l, "the worker stops", 1);
     event_free(l->tick);
     event_free(l->reconnect);
     free(l);
-}
-
-int amqp_link_connected(const struct amqp_link *l)
-{
-    return l->connected;
 }
 
 unsigned amqp_link_generation(const struct amqp_link *l)
@@ -602,7 +596,7 @@ int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_
     int rc = amqp_basic_publish(l->conn, CH_PUBLISH, bytes(p->exchange), bytes(p->routing_key),
                                 0, 0, &props, body);
     if (rc != AMQP_STATUS_OK) {
-        drop_connection(l, amqp_error_string2(rc));
+        drop_connection(l, amqp_error_string2(rc), 0);
         schedule_reconnect(l);
         return -1;
     }
@@ -617,7 +611,7 @@ static int settle_delivery(struct amqp_link *l, uint64_t tag, unsigned generatio
     int rc = ack ? amqp_basic_ack(l->conn, CH_CONSUME, tag, 0)
                  : amqp_basic_reject(l->conn, CH_CONSUME, tag, 1);
     if (rc != AMQP_STATUS_OK) {
-        drop_connection(l, amqp_error_string2(rc));
+        drop_connection(l, amqp_error_string2(rc), 0);
         schedule_reconnect(l);
         return -1;
     }

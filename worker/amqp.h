@@ -60,7 +60,6 @@ struct amqp_publish {
 struct amqp_link *amqp_link_open(struct event_base *base, const struct config *cfg,
                                  const struct amqp_callbacks *cb, void *arg);
 void amqp_link_free(struct amqp_link *l);
-int amqp_link_connected(const struct amqp_link *l);
 unsigned amqp_link_generation(const struct amqp_link *l);
 /* Publish on the confirm channel; *seq is the number the confirm will carry.
  * -1 when not connected (the caller's delivery will come back anyway). */
