@@ -241,11 +241,6 @@ int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char
     return 0;
 }
 
-uint64_t encoder_frames(const struct encoder *e)
-{
-    return e->frames;
-}
-
 void encoder_abort(struct encoder *e)
 {
     if (!e)

@@ -42,8 +42,6 @@ struct encoder *encoder_open(const char *format, int in_rate, int out_rate, cons
                              const char *name, int *permanent, char *err, size_t errlen);
 int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char *err,
                   size_t errlen);
-/* Frames of output written so far. */
-uint64_t encoder_frames(const struct encoder *e);
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);
 void encoder_abort(struct encoder *e);
 

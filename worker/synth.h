@@ -45,7 +45,6 @@ struct synth *synth_start(struct event_base *base, int espeak, synth_done_fn don
                           char *err, size_t errlen);
 /* Hand over one job; the thread must be idle (one at a time). */
 void synth_submit(struct synth *s, struct synth_work *w);
-int synth_busy(const struct synth *s);
 /* Stop the thread after its current job; the done callback is not called again. */
 void synth_stop(struct synth *s);
 

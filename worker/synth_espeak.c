@@ -19,7 +19,6 @@ struct synth {
     pthread_cond_t cond;
     struct synth_work *pending; /* handed over, not yet taken */
     int quit;
-    int busy;                   /* loop side: a job is out */
     int pipe[2];                /* thread -> loop: a job is done */
     struct event *ev;
     synth_done_fn done;
@@ -44,7 +43,6 @@ struct capture {
     int want_marks;
     char *marks;
     size_t marks_len, marks_cap;
-    const char *text;
 };
 
 static void marks_append(struct capture *c, const char *s)
@@ -154,7 +152,7 @@ static void run_job(struct synth *s, struct synth_work *w)
     else
         snprintf(name, sizeof(name), "%s%s", job->id, encode_extension(job->format));
     int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
-    struct capture c = {.want_marks = job->marks, .text = job->content};
+    struct capture c = {.want_marks = job->marks};
     int permanent;
     c.enc = encoder_open(job->format, s->rate, out_rate, w->output_dir, name, &permanent,
                          w->message, sizeof(w->message));
@@ -262,7 +260,6 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     pthread_mutex_unlock(&s->lock);
     if (!w)
         return;
-    s->busy = 0;
     s->done(s->arg, w);
 }
 
@@ -314,14 +311,8 @@ void synth_submit(struct synth *s, struct synth_work *w)
 {
     pthread_mutex_lock(&s->lock);
     s->pending = w;
-    s->busy = 1;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
-}
-
-int synth_busy(const struct synth *s)
-{
-    return s->busy;
 }
 
 void synth_stop(struct synth *s)
