@@ -739,7 +739,7 @@ int config_set(struct config *cfg, const char *section, const char *name, const 
 }
 
 /* amqp://user:secret@host -> amqp://user:***@host, for display. */
-static char *mask_url(const char *url)
+char *config_mask_url(const char *url)
 {
     const char *scheme = strstr(url, "://");
     const char *at = strrchr(url, '@');
@@ -765,7 +765,7 @@ char *config_value_string(const struct config *cfg, const struct config_key *k)
         size_t cap = 1, n = 0;
         char *out = xstrdup("");
         for (int i = 0; i < cfg->n_urls; i++) {
-            char *m = mask_url(cfg->urls[i]);
+            char *m = config_mask_url(cfg->urls[i]);
             size_t ml = strlen(m);
             cap = n + ml + 3;
             out = xrealloc(out, cap);

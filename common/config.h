@@ -103,6 +103,8 @@ size_t config_key_count(void);
 const struct config_key *config_key_at(size_t i);
 /* The value of a key as text (for /status and `-t -v`); the caller frees it. */
 char *config_value_string(const struct config *cfg, const struct config_key *k);
+/* amqp://user:secret@host -> amqp://user:***@host, for display; caller frees. */
+char *config_mask_url(const char *url);
 
 /* Split "host:port" / "[v6]:port" / "unix:/path"; 0 or -1 with a reason. */
 struct control_addr {

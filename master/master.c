@@ -5,6 +5,7 @@
  * up here, on one libevent loop.
  */
 #include "master.h"
+#include "broker_probe.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
@@ -101,6 +102,7 @@ int master_run(struct master *m, int inherited_fd, int notify_fd)
     if (m->daemonized && strcmp(m->cfg->log_file, "-") == 0)
         log_warn("running in the background with log_file = -: log lines are discarded");
     notify_started(notify_fd);
+    m->probe = probe_new(m->base, m->cfg);
     m->tick = event_new(m->base, -1, EV_PERSIST, tick_cb, m);
     struct timeval tv = {0, TICK_MS * 1000};
     event_add(m->tick, &tv);
@@ -118,6 +120,7 @@ int master_run(struct master *m, int inherited_fd, int notify_fd)
 
     log_info("master exiting (%d)", m->exit_code);
     event_free(m->tick);
+    probe_free(m->probe);
     control_free(m->control);
     signals_free(m);
     event_base_free(m->base);
@@ -184,6 +187,7 @@ int master_reload(struct master *m, struct reload_errors *errors)
      * freeing the master's copy is safe. */
     config_free(m->cfg);
     m->cfg = cfg;
+    probe_configure(m->probe, cfg);
     m->generation++;
     m->generation_ready = 0;
     m->target = cfg->count;

@@ -9,6 +9,7 @@
  *   signals.c       signal table: each signal's name and action
  *   control_http.c  the control socket (evhttp)
  *   status.c        the /status document, built from the scoreboard
+ *   broker_probe.c  queue depths, asked of the broker over AMQP
  *   pidfile.c       pidfile with a lock
  */
 #ifndef C2A_MASTER_H
@@ -23,6 +24,7 @@
 struct event_base;
 struct event;
 struct control;
+struct broker_probe;
 
 enum master_state { MS_RUNNING, MS_STOPPING, MS_QUITTING };
 
@@ -83,6 +85,7 @@ struct master {
     } retired_audio_seconds;
 
     struct control *control;
+    struct broker_probe *probe; /* queue depths for the control socket */
     struct pidfile pidfile;
 
     pid_t new_master_pid;     /* USR2: the re-executed binary, while it starts */

@@ -5,6 +5,7 @@
  * base units (seconds, bytes).
  */
 #include "master.h"
+#include "broker_probe.h"
 #include "../common/util.h"
 
 #include <event2/buffer.h>
@@ -26,6 +27,42 @@ static void histogram(struct evbuffer *b, const char *name, const char *help, co
     evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
                         (unsigned long long)counts[n], name, sum, name,
                         (unsigned long long)counts[n]);
+}
+
+/* A label value, escaped as the exposition format asks. */
+static void label(struct evbuffer *b, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            evbuffer_add_printf(b, "\\%c", *v);
+        else if (*v == '\n')
+            evbuffer_add(b, "\\n", 2);
+        else
+            evbuffer_add(b, v, 1);
+    }
+}
+
+/* Queues whose figures are unknown (broker down) have no sample at all: an
+ * absent series, not a made-up zero. */
+static void queue_gauges(struct evbuffer *b, const struct broker_probe *p)
+{
+    static const struct {
+        const char *name, *help;
+    } g[] = {{"c2a_queue_messages", "Messages ready in a queue, as the broker reports."},
+             {"c2a_queue_consumers", "Consumers of a queue, as the broker reports."}};
+    for (size_t k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
+        header(b, g[k].name, "gauge", g[k].help);
+        for (int i = 0; i < probe_queue_count(p); i++) {
+            struct probe_queue q;
+            probe_queue_get(p, i, &q);
+            if (q.messages < 0)
+                continue;
+            evbuffer_add_printf(b, "%s{queue=\"", g[k].name);
+            label(b, q.name);
+            evbuffer_add_printf(b, "\",kind=\"%s\"} %lld\n", q.dead ? "dead-letter" : "work",
+                                (long long)(k == 0 ? q.messages : q.consumers));
+        }
+    }
 }
 
 void metrics_render(struct master *m, struct evbuffer *b)
@@ -81,6 +118,10 @@ void metrics_render(struct master *m, struct evbuffer *b)
     evbuffer_add_printf(b, "c2a_workers_target %d\n", m->target);
     header(b, "c2a_broker_connected", "gauge", "1 when at least one worker is connected.");
     evbuffer_add_printf(b, "c2a_broker_connected %d\n", connected);
+    header(b, "c2a_broker_probe_connected", "gauge",
+           "1 when the master's own connection (for queue depths) is up.");
+    evbuffer_add_printf(b, "c2a_broker_probe_connected %d\n", probe_connected(m->probe));
+    queue_gauges(b, m->probe);
     header(b, "c2a_paused", "gauge", "1 while consuming is paused.");
     evbuffer_add_printf(b, "c2a_paused %d\n", atomic_load(&m->sb->paused));
     header(b, "c2a_boot_failures", "gauge", "Consecutive worker boot failures (backoff).");

@@ -4,6 +4,7 @@
  * Times are seconds since the epoch, with milliseconds.
  */
 #include "master.h"
+#include "broker_probe.h"
 #include "../common/util.h"
 
 #include <jansson.h>
@@ -99,9 +100,17 @@ json_t *status_build(struct master *m, int full)
     }
 
     json_t *queues = json_array();
-    for (int i = 0; i < m->cfg->n_queues; i++)
-        json_array_append_new(queues, json_pack("{s:s,s:n,s:n}", "name", m->cfg->queues[i],
-                                                "messages", "consumers"));
+    for (int i = 0; i < probe_queue_count(m->probe); i++) {
+        struct probe_queue q;
+        probe_queue_get(m->probe, i, &q);
+        json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:b}", "name", q.name, "kind",
+                              q.dead ? "dead-letter" : "work", "messages",
+                              q.messages < 0 ? json_null() : json_integer(q.messages),
+                              "consumers",
+                              q.consumers < 0 ? json_null() : json_integer(q.consumers),
+                              "exists", q.exists);
+        json_array_append_new(queues, o);
+    }
 
     int64_t backoff_ms = m->next_spawn_mono_ms > now_mono ? m->next_spawn_mono_ms - now_mono : 0;
     json_t *doc = json_pack(
@@ -117,6 +126,12 @@ json_t *status_build(struct master *m, int full)
         "worker_restarts", (json_int_t)total_restarts, "restarts", restarts, "queues", queues,
         "broker", "connected", connected, "backoff", "boot_failures", (int)m->boot_failures,
         "next_spawn_in_ms", (json_int_t)backoff_ms);
+    json_t *broker = json_object_get(doc, "broker");
+    json_object_set_new(broker, "url", json_string(probe_url(m->probe)));
+    json_object_set_new(broker, "probe_connected", json_boolean(probe_connected(m->probe)));
+    json_object_set_new(broker, "probe_error", probe_connected(m->probe)
+                                                   ? json_null()
+                                                   : json_string(probe_error(m->probe)));
     json_object_set_new(doc, "control", json_string(control_address(m->control)));
     json_object_set_new(doc, "master_rss_kb", json_integer((json_int_t)proc_rss_kb(getpid())));
     if (full)

@@ -4,6 +4,7 @@
  * itself every two seconds.
  */
 #include "master.h"
+#include "broker_probe.h"
 #include "../common/util.h"
 
 #include <event2/buffer.h>
@@ -116,17 +117,34 @@ void status_html(struct master *m, struct evbuffer *b)
         evbuffer_add_printf(b, "</td><td class=\"%s\">%.1f s ago</td><td>%lld</td></tr>\n",
                             hb > 5 ? "bad" : "ok", hb < 0 ? 0 : hb, num(w, "generation"));
     }
-    evbuffer_add_printf(b, "</table>\n<h2>Queues</h2>\n<table><tr><th class=\"l\">queue</th>"
+    json_t *broker = json_object_get(st, "broker");
+    evbuffer_add_printf(b, "</table>\n<h2>Queues</h2>\n<p>");
+    esc(b, str(broker, "url"));
+    if (json_is_true(json_object_get(broker, "probe_connected")))
+        evbuffer_add_printf(b, " &middot; <span class=\"ok\">asked every %d s</span>",
+                            PROBE_INTERVAL_MS / 1000);
+    else {
+        evbuffer_add_printf(b, " &middot; <span class=\"bad\">broker unreachable: ");
+        esc(b, str(broker, "probe_error"));
+        evbuffer_add_printf(b, "</span>");
+    }
+    evbuffer_add_printf(b, "</p>\n<table><tr><th class=\"l\">queue</th><th class=\"l\">kind</th>"
                            "<th>messages</th><th>consumers</th></tr>\n");
     json_t *q;
     json_array_foreach(json_object_get(st, "queues"), i, q)
     {
         evbuffer_add_printf(b, "<tr><td class=\"l\">");
         esc(b, str(q, "name"));
+        evbuffer_add_printf(b, "</td><td class=\"l\">%s", str(q, "kind"));
         json_t *msgs = json_object_get(q, "messages"), *cons = json_object_get(q, "consumers");
-        if (json_is_integer(msgs))
-            evbuffer_add_printf(b, "</td><td>%lld</td><td>%lld</td></tr>\n",
+        if (!json_is_true(json_object_get(q, "exists")))
+            evbuffer_add_printf(b, "</td><td class=\"warn\">no such queue</td><td></td></tr>\n");
+        else if (json_is_integer(msgs))
+            evbuffer_add_printf(b, "</td><td>%lld</td><td class=\"%s\">%lld</td></tr>\n",
                                 (long long)json_integer_value(msgs),
+                                json_integer_value(cons) || strcmp(str(q, "kind"), "work")
+                                    ? ""
+                                    : "bad",
                                 (long long)json_integer_value(cons));
         else
             evbuffer_add_printf(b, "</td><td>unknown</td><td>unknown</td></tr>\n");

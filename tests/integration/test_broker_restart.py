@@ -50,11 +50,21 @@ def test_broker_restart_mid_stream(daemon):
     try:
         wait_for(lambda: not d.status()["broker"]["connected"], timeout=20,
                  what="workers notice")
+        # The status stays an answer while the broker is gone: workers listed,
+        # queue depths unknown rather than stale, the reason given.
+        st = wait_for(lambda: (lambda x: not x["broker"]["probe_connected"] and x)(d.status()),
+                      timeout=10, what="the master's probe notices")
+        assert all(q["messages"] is None for q in st["queues"])
+        assert st["broker"]["probe_error"]
+        assert len(st["workers"]) == 2
         time.sleep(1)
     finally:
         rabbitmqctl("start_app")
         rabbitmqctl("await_startup")
     wait_for(lambda: d.status()["broker"]["connected"], timeout=60, what="reconnected")
+    wait_for(lambda: d.status()["broker"]["probe_connected"] and
+             d.status()["queues"][0]["messages"] is not None, timeout=30,
+             what="depths known again")
     wait_for(lambda: depth(replies) >= 500 and depth(q) == 0, timeout=180, what="all results")
     time.sleep(1)
     conn = connect()

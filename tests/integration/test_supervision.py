@@ -62,8 +62,15 @@ def test_status_has_spec_fields(daemon):
     for k in ("jobs_ok", "jobs_failed", "jobs_retried", "jobs_dead", "worker_restarts"):
         assert st["totals"][k] == 0
     queue = queue_name(d.tmp, "c2a")
-    assert st["queues"] == [{"name": queue, "messages": None, "consumers": None}]
-    assert st["broker"] == {"connected": True}  # the workers' connections
+    assert [(q["name"], q["kind"]) for q in st["queues"]] == [(queue, "work"),
+                                                              (queue + ".dead", "dead-letter")]
+    # The master asks the broker every 2 s; the workers declared the queues at boot.
+    st = wait_for(lambda: (lambda x: x["queues"][0]["consumers"] == 2 and x)(d.status()),
+                  what="queue figures")
+    assert st["queues"][0] == {"name": queue, "kind": "work", "messages": 0, "consumers": 2,
+                               "exists": True}
+    assert st["broker"]["connected"] is True  # the workers' connections
+    assert st["broker"]["probe_connected"] is True  # the master's own
     assert all(w["broker_connected"] for w in st["workers"])
     full = d.status(full=True)
     assert full["config"]["workers"]["count"] == "2"

@@ -1,0 +1,695 @@
+/*
+ * Queue depths for the control socket, asked of the broker by the master.
+ *
+ * A minimal AMQP 0-9-1 client on a bufferevent: protocol header, start/start-ok
+ * (PLAIN), tune/tune-ok (no heartbeats: the probe talks every two seconds and
+ * drops a broker that does not answer), open, channel.open, then one passive
+ * queue.declare per queue per round, one at a time. A passive declare of a queue
+ * that does not exist closes the channel (404); the probe notes the queue as
+ * missing, acknowledges the close and reopens the channel.
+ *
+ * Everything runs on the master's loop and nothing waits: a slow or dead broker
+ * costs the master one timer callback every PROBE_INTERVAL_MS.
+ */
+#include "broker_probe.h"
+#include "../common/config.h"
+#include "../common/log.h"
+#include "../common/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define PROBE_TIMEOUT_MS 5000
+#define MAX_FRAME (1 << 20)
+#define FRAME_METHOD 1
+#define FRAME_END 0xCE
+#define CHANNEL 1
+
+enum probe_state { P_DOWN, P_CONNECTING, P_READY, P_ASKING, P_REOPENING };
+
+struct amqp_target {
+    char host[256];
+    int port;
+    char user[256], pass[256], vhost[256];
+};
+
+struct broker_probe {
+    struct event_base *base;
+    struct evdns_base *dns;
+    struct event *tick;
+    struct bufferevent *bev;
+    enum probe_state state;
+    int64_t step_started_mono_ms;
+
+    char **urls;
+    int n_urls;
+    int url_index;           /* the URL in use or tried last */
+    char *url_masked;
+    int ever_connected;
+    char error[256];
+
+    struct probe_queue *queues;
+    int n_queues;
+    int asking;              /* index of the queue whose declare-ok is awaited */
+};
+
+/* Frames we send are small; a fixed buffer with an overflow flag keeps the
+ * builders free of error checks. */
+struct wbuf {
+    uint8_t b[2048];
+    size_t n;
+    int overflow;
+};
+
+static void put(struct wbuf *w, const void *p, size_t len)
+{
+    if (w->n + len > sizeof(w->b)) {
+        w->overflow = 1;
+        return;
+    }
+    memcpy(w->b + w->n, p, len);
+    w->n += len;
+}
+
+static void put_u8(struct wbuf *w, uint8_t v)
+{
+    put(w, &v, 1);
+}
+
+static void put_u16(struct wbuf *w, uint16_t v)
+{
+    uint8_t b[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+    put(w, b, 2);
+}
+
+static void put_u32(struct wbuf *w, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    put(w, b, 4);
+}
+
+static void put_shortstr(struct wbuf *w, const char *s)
+{
+    size_t len = strlen(s);
+    if (len > 255) {
+        w->overflow = 1;
+        return;
+    }
+    put_u8(w, (uint8_t)len);
+    put(w, s, len);
+}
+
+static void put_longstr(struct wbuf *w, const void *s, size_t len)
+{
+    put_u32(w, (uint32_t)len);
+    put(w, s, len);
+}
+
+/* A field-table entry of type 'S' (long string). */
+static void put_table_str(struct wbuf *w, const char *key, const char *val)
+{
+    put_shortstr(w, key);
+    put_u8(w, 'S');
+    put_longstr(w, val, strlen(val));
+}
+
+static void probe_drop(struct broker_probe *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Wrap the method arguments in w into a frame on channel ch and queue it. */
+static void send_method(struct broker_probe *p, uint16_t ch, uint16_t cls, uint16_t meth,
+                        const struct wbuf *args)
+{
+    struct wbuf f = {.n = 0};
+    put_u8(&f, FRAME_METHOD);
+    put_u16(&f, ch);
+    put_u32(&f, (uint32_t)(4 + (args ? args->n : 0)));
+    put_u16(&f, cls);
+    put_u16(&f, meth);
+    if (args)
+        put(&f, args->b, args->n);
+    put_u8(&f, FRAME_END);
+    if (f.overflow || (args && args->overflow)) {
+        probe_drop(p, "an AMQP frame for %u.%u does not fit (credentials too long?)", cls, meth);
+        return;
+    }
+    bufferevent_write(p->bev, f.b, f.n);
+}
+
+/* Reading: a cursor over one frame's payload; every getter fails past the end. */
+struct rbuf {
+    const uint8_t *p;
+    size_t left;
+};
+
+static int get_u16(struct rbuf *r, uint16_t *v)
+{
+    if (r->left < 2)
+        return -1;
+    *v = (uint16_t)(r->p[0] << 8 | r->p[1]);
+    r->p += 2;
+    r->left -= 2;
+    return 0;
+}
+
+static int get_u32(struct rbuf *r, uint32_t *v)
+{
+    if (r->left < 4)
+        return -1;
+    *v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
+    r->p += 4;
+    r->left -= 4;
+    return 0;
+}
+
+static int get_shortstr(struct rbuf *r, char *out, size_t outlen)
+{
+    if (r->left < 1 || r->left < 1u + r->p[0])
+        return -1;
+    size_t len = r->p[0];
+    snprintf(out, outlen, "%.*s", (int)len, (const char *)r->p + 1);
+    r->p += 1 + len;
+    r->left -= 1 + len;
+    return 0;
+}
+
+/* ---- URL ---- */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode [s, s+len) into out; -1 on a bad escape, a NUL or no room. */
+static int pct_decode(const char *s, size_t len, char *out, size_t outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return -1;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi << 4 | lo;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= outlen)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* amqp://[user[:pass]@]host[:port][/vhost], librabbitmq's defaults (guest,
+ * guest, port 5672, vhost "/"). The config parser already checked the shape. */
+static int parse_target(const char *url, struct amqp_target *t, const char **why)
+{
+    *why = "not an AMQP URL";
+    memset(t, 0, sizeof(*t));
+    if (strncmp(url, "amqps://", 8) == 0) {
+        *why = "amqps:// is not supported";
+        return -1;
+    }
+    if (strncmp(url, "amqp://", 7) != 0)
+        return -1;
+    const char *p = url + 7;
+    const char *end = p + strcspn(p, "/");
+    const char *at = memchr(p, '@', (size_t)(end - p));
+    strcpy(t->user, "guest");
+    strcpy(t->pass, "guest");
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        const char *uend = colon ? colon : at;
+        if (pct_decode(p, (size_t)(uend - p), t->user, sizeof(t->user)) < 0)
+            return -1;
+        if (colon && pct_decode(colon + 1, (size_t)(at - colon - 1), t->pass, sizeof(t->pass)) < 0)
+            return -1;
+        p = at + 1;
+    }
+    const char *hend, *port = NULL;
+    if (*p == '[') {
+        p++;
+        hend = memchr(p, ']', (size_t)(end - p));
+        if (!hend)
+            return -1;
+        if (hend + 1 < end && hend[1] == ':')
+            port = hend + 2;
+    } else {
+        hend = memchr(p, ':', (size_t)(end - p));
+        if (hend)
+            port = hend + 1;
+        else
+            hend = end;
+    }
+    if (hend == p || (size_t)(hend - p) >= sizeof(t->host))
+        return -1;
+    memcpy(t->host, p, (size_t)(hend - p));
+    t->port = 5672;
+    if (port) {
+        t->port = 0;
+        for (const char *q = port; q < end; q++)
+            t->port = t->port * 10 + (*q - '0');
+    }
+    if (*end == '\0')
+        strcpy(t->vhost, "/");
+    else if (pct_decode(end + 1, strlen(end + 1), t->vhost, sizeof(t->vhost)) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- connection ---- */
+
+static void forget_figures(struct broker_probe *p)
+{
+    for (int i = 0; i < p->n_queues; i++) {
+        p->queues[i].messages = p->queues[i].consumers = -1;
+        p->queues[i].exists = 1;
+        p->queues[i].updated_mono_ms = 0;
+    }
+}
+
+static void close_bev(struct broker_probe *p)
+{
+    if (p->bev) {
+        bufferevent_free(p->bev);
+        p->bev = NULL;
+    }
+}
+
+static void probe_drop(struct broker_probe *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->error, sizeof(p->error), fmt, ap);
+    va_end(ap);
+    if (p->state == P_READY || p->state == P_ASKING || p->state == P_REOPENING)
+        log_warn("queue probe: lost %s: %s", p->url_masked, p->error);
+    else
+        log_debug("queue probe: %s: %s", p->url_masked, p->error);
+    close_bev(p);
+    p->state = P_DOWN;
+    forget_figures(p);
+    /* The next URL of a failover list gets the next try. */
+    if (p->n_urls)
+        p->url_index = (p->url_index + 1) % p->n_urls;
+}
+
+static void ask_next(struct broker_probe *p)
+{
+    if (p->asking >= p->n_queues) {
+        p->state = P_READY;
+        return;
+    }
+    struct wbuf a = {.n = 0};
+    put_u16(&a, 0);                        /* reserved */
+    put_shortstr(&a, p->queues[p->asking].name);
+    put_u8(&a, 1);                         /* passive */
+    put_u32(&a, 0);                        /* no arguments */
+    p->state = P_ASKING;
+    send_method(p, CHANNEL, 50, 10, &a);
+}
+
+static void start_round(struct broker_probe *p)
+{
+    p->asking = 0;
+    p->step_started_mono_ms = now_mono_ms();
+    ask_next(p);
+}
+
+static void send_start_ok(struct broker_probe *p, const struct amqp_target *t)
+{
+    struct wbuf a = {.n = 0}, props = {.n = 0};
+    put_table_str(&props, "product", "c2a-worker");
+    put_table_str(&props, "version", C2A_VERSION);
+    put_table_str(&props, "connection_name", "c2a-worker master (queue depths)");
+    /* Without this capability RabbitMQ answers bad credentials by closing the
+     * socket, and the operator would see "connection reset" instead of why. */
+    struct wbuf caps = {.n = 0};
+    put_shortstr(&caps, "authentication_failure_close");
+    put_u8(&caps, 't');
+    put_u8(&caps, 1);
+    put_shortstr(&props, "capabilities");
+    put_u8(&props, 'F');
+    put_u32(&props, (uint32_t)caps.n);
+    put(&props, caps.b, caps.n);
+    put_u32(&a, (uint32_t)props.n);
+    put(&a, props.b, props.n);
+    put_shortstr(&a, "PLAIN");
+    char resp[520];
+    size_t ul = strlen(t->user), pl = strlen(t->pass);
+    resp[0] = '\0';
+    memcpy(resp + 1, t->user, ul);
+    resp[1 + ul] = '\0';
+    memcpy(resp + 2 + ul, t->pass, pl);
+    put_longstr(&a, resp, 2 + ul + pl);
+    put_shortstr(&a, "en_US");
+    a.overflow |= props.overflow;
+    send_method(p, 0, 10, 11, &a);
+}
+
+static void send_channel_open(struct broker_probe *p)
+{
+    struct wbuf a = {.n = 0};
+    put_shortstr(&a, "");
+    send_method(p, CHANNEL, 20, 10, &a);
+}
+
+/* One method frame from the broker. Returns -1 when the connection was dropped. */
+static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
+{
+    uint16_t cls, meth;
+    if (get_u16(r, &cls) < 0 || get_u16(r, &meth) < 0) {
+        probe_drop(p, "a short method frame");
+        return -1;
+    }
+    struct amqp_target t;
+    const char *why;
+    if (cls == 10 && meth == 10) { /* connection.start */
+        if (parse_target(p->urls[p->url_index], &t, &why) < 0) {
+            probe_drop(p, "%s", why);
+            return -1;
+        }
+        send_start_ok(p, &t);
+    } else if (cls == 10 && meth == 30) { /* connection.tune */
+        uint16_t chmax, hb;
+        uint32_t fmax;
+        if (get_u16(r, &chmax) < 0 || get_u32(r, &fmax) < 0 || get_u16(r, &hb) < 0) {
+            probe_drop(p, "a short connection.tune");
+            return -1;
+        }
+        struct wbuf a = {.n = 0};
+        put_u16(&a, 1);
+        put_u32(&a, fmax && fmax < 131072 ? fmax : 131072);
+        put_u16(&a, 0); /* no heartbeats: see the top of the file */
+        send_method(p, 0, 10, 31, &a);
+        parse_target(p->urls[p->url_index], &t, &why);
+        struct wbuf o = {.n = 0};
+        put_shortstr(&o, t.vhost);
+        put_shortstr(&o, "");
+        put_u8(&o, 0);
+        send_method(p, 0, 10, 40, &o);
+    } else if (cls == 10 && meth == 41) { /* connection.open-ok */
+        send_channel_open(p);
+    } else if (cls == 20 && meth == 11) { /* channel.open-ok */
+        if (p->state == P_CONNECTING) {
+            log_info("queue probe: connected to %s", p->url_masked);
+            p->ever_connected = 1;
+            p->error[0] = '\0';
+            start_round(p);
+        } else if (p->state == P_REOPENING) {
+            ask_next(p);
+        }
+    } else if (cls == 50 && meth == 11 && ch == CHANNEL && p->state == P_ASKING) {
+        char name[256];
+        uint32_t msgs, cons;
+        if (get_shortstr(r, name, sizeof(name)) < 0 || get_u32(r, &msgs) < 0 ||
+            get_u32(r, &cons) < 0) {
+            probe_drop(p, "a short queue.declare-ok");
+            return -1;
+        }
+        struct probe_queue *q = &p->queues[p->asking++];
+        q->exists = 1;
+        q->messages = msgs;
+        q->consumers = cons;
+        q->updated_mono_ms = now_mono_ms();
+        ask_next(p);
+    } else if (cls == 20 && meth == 40) { /* channel.close */
+        uint16_t code = 0;
+        get_u16(r, &code);
+        send_method(p, CHANNEL, 20, 41, NULL);
+        if (p->state == P_ASKING && code == 404) {
+            struct probe_queue *q = &p->queues[p->asking++];
+            q->exists = 0;
+            q->messages = q->consumers = 0;
+            q->updated_mono_ms = now_mono_ms();
+        } else {
+            char text[256] = "";
+            get_shortstr(r, text, sizeof(text));
+            log_warn("queue probe: channel closed by the broker: %u %s", code, text);
+            p->asking++;
+        }
+        p->state = P_REOPENING;
+        send_channel_open(p);
+    } else if (cls == 10 && meth == 50) { /* connection.close */
+        uint16_t code = 0;
+        char text[256] = "";
+        get_u16(r, &code);
+        get_shortstr(r, text, sizeof(text));
+        send_method(p, 0, 10, 51, NULL);
+        bufferevent_flush(p->bev, EV_WRITE, BEV_FLUSH);
+        probe_drop(p, "closed by the broker: %u %s", code, text);
+        return -1;
+    }
+    /* Anything else (blocked/unblocked, close-ok) needs no answer. */
+    return 0;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct broker_probe *p = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    for (;;) {
+        uint8_t h[7];
+        if (evbuffer_copyout(in, h, sizeof(h)) < (ev_ssize_t)sizeof(h))
+            return;
+        if (h[0] == 'A') {
+            probe_drop(p, "the broker refused AMQP 0-9-1");
+            return;
+        }
+        uint32_t size = (uint32_t)h[3] << 24 | (uint32_t)h[4] << 16 | (uint32_t)h[5] << 8 | h[6];
+        if (size > MAX_FRAME) {
+            probe_drop(p, "a frame of %u bytes", size);
+            return;
+        }
+        if (evbuffer_get_length(in) < 7u + size + 1u)
+            return;
+        const uint8_t *f = evbuffer_pullup(in, (ev_ssize_t)(7 + size + 1));
+        if (f[7 + size] != FRAME_END) {
+            probe_drop(p, "a frame without its end marker");
+            return;
+        }
+        int rc = 0;
+        if (h[0] == FRAME_METHOD) {
+            struct rbuf r = {f + 7, size};
+            rc = on_method(p, (uint16_t)(h[1] << 8 | h[2]), &r);
+        }
+        if (rc < 0)
+            return; /* the bufferevent is gone */
+        evbuffer_drain(in, 7 + size + 1);
+    }
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct broker_probe *p = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        static const uint8_t header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
+        bufferevent_write(bev, header, sizeof(header));
+        return;
+    }
+    int dns = bufferevent_socket_get_dns_error(bev);
+    if (dns)
+        probe_drop(p, "%s", evutil_gai_strerror(dns));
+    else if (what & BEV_EVENT_EOF)
+        probe_drop(p, "the broker closed the connection");
+    else
+        probe_drop(p, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void probe_connect(struct broker_probe *p)
+{
+    if (!p->n_urls || !p->n_queues)
+        return;
+    free(p->url_masked);
+    p->url_masked = config_mask_url(p->urls[p->url_index]);
+    struct amqp_target t;
+    const char *why;
+    if (parse_target(p->urls[p->url_index], &t, &why) < 0) {
+        probe_drop(p, "%s", why);
+        return;
+    }
+    p->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!p->bev) {
+        probe_drop(p, "bufferevent_socket_new failed");
+        return;
+    }
+    bufferevent_setcb(p->bev, read_cb, NULL, event_cb, p);
+    bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+    p->state = P_CONNECTING;
+    p->step_started_mono_ms = now_mono_ms();
+    /* The connect may fail at once (a refused loopback port), in which case
+     * event_cb has already dropped the bufferevent. */
+    bufferevent_socket_connect_hostname(p->bev, p->dns, AF_UNSPEC, t.host, t.port);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct broker_probe *p = arg;
+    int64_t waited = now_mono_ms() - p->step_started_mono_ms;
+    switch (p->state) {
+    case P_DOWN:
+        probe_connect(p);
+        break;
+    case P_READY:
+        start_round(p);
+        break;
+    case P_CONNECTING:
+    case P_ASKING:
+    case P_REOPENING:
+        if (waited > PROBE_TIMEOUT_MS)
+            probe_drop(p, "no answer in %d s", PROBE_TIMEOUT_MS / 1000);
+        break;
+    }
+}
+
+static void set_targets(struct broker_probe *p, const struct config *cfg)
+{
+    p->n_urls = cfg->n_urls;
+    p->urls = xcalloc((size_t)(cfg->n_urls ? cfg->n_urls : 1), sizeof(char *));
+    for (int i = 0; i < cfg->n_urls; i++)
+        p->urls[i] = xstrdup(cfg->urls[i]);
+    p->url_index = 0;
+    p->queues = xcalloc((size_t)cfg->n_queues * 2 + 1, sizeof(*p->queues));
+    p->n_queues = 0;
+    for (int i = 0; i < cfg->n_queues; i++) {
+        for (int dead = 0; dead <= 1; dead++) {
+            struct probe_queue *q = &p->queues[p->n_queues];
+            int n = snprintf(q->name, sizeof(q->name), "%s%s", cfg->queues[i],
+                             dead ? ".dead" : "");
+            if (n < 0 || (size_t)n >= sizeof(q->name))
+                continue;
+            q->dead = dead;
+            p->n_queues++;
+        }
+    }
+    forget_figures(p);
+}
+
+static void clear_targets(struct broker_probe *p)
+{
+    for (int i = 0; i < p->n_urls; i++)
+        free(p->urls[i]);
+    free(p->urls);
+    p->urls = NULL;
+    p->n_urls = 0;
+    free(p->queues);
+    p->queues = NULL;
+    p->n_queues = 0;
+}
+
+struct broker_probe *probe_new(struct event_base *base, const struct config *cfg)
+{
+    struct broker_probe *p = xcalloc(1, sizeof(*p));
+    p->base = base;
+    p->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!p->dns)
+        log_warn("queue probe: no DNS resolver (/etc/resolv.conf?): broker host names "
+                 "are resolved with a blocking lookup");
+    p->tick = event_new(base, -1, EV_PERSIST, tick_cb, p);
+    struct timeval tv = {PROBE_INTERVAL_MS / 1000, (PROBE_INTERVAL_MS % 1000) * 1000};
+    event_add(p->tick, &tv);
+    strcpy(p->error, "not connected yet");
+    set_targets(p, cfg);
+    probe_connect(p);
+    return p;
+}
+
+static int same_targets(const struct broker_probe *p, const struct config *cfg)
+{
+    if (p->n_urls != cfg->n_urls || p->n_queues != cfg->n_queues * 2)
+        return 0;
+    for (int i = 0; i < cfg->n_urls; i++)
+        if (strcmp(p->urls[i], cfg->urls[i]) != 0)
+            return 0;
+    for (int i = 0; i < cfg->n_queues; i++)
+        if (strcmp(p->queues[2 * i].name, cfg->queues[i]) != 0)
+            return 0;
+    return 1;
+}
+
+/* A polite goodbye: connection.close written straight to the socket, since
+ * freeing a bufferevent discards what it has not sent. */
+static void say_goodbye(struct broker_probe *p)
+{
+    if (!p->bev || p->state == P_DOWN || p->state == P_CONNECTING)
+        return;
+    static const uint8_t close_frame[] = {
+        FRAME_METHOD, 0, 0, 0, 0, 0, 11, 0, 10, 0, 50, 0, 200, 0, 0, 0, 0, 0, FRAME_END};
+    evutil_socket_t fd = bufferevent_getfd(p->bev);
+    if (fd >= 0 && send(fd, close_frame, sizeof(close_frame), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("queue probe: goodbye: %s", strerror(errno));
+}
+
+void probe_configure(struct broker_probe *p, const struct config *cfg)
+{
+    if (same_targets(p, cfg))
+        return;
+    say_goodbye(p);
+    close_bev(p);
+    p->state = P_DOWN;
+    clear_targets(p);
+    set_targets(p, cfg);
+    strcpy(p->error, "not connected yet");
+    probe_connect(p);
+}
+
+void probe_free(struct broker_probe *p)
+{
+    if (!p)
+        return;
+    say_goodbye(p);
+    close_bev(p);
+    event_free(p->tick);
+    if (p->dns)
+        evdns_base_free(p->dns, 0);
+    clear_targets(p);
+    free(p->url_masked);
+    free(p);
+}
+
+int probe_connected(const struct broker_probe *p)
+{
+    return p->state == P_READY || p->state == P_ASKING || p->state == P_REOPENING;
+}
+
+const char *probe_error(const struct broker_probe *p)
+{
+    return probe_connected(p) ? "" : p->error;
+}
+
+const char *probe_url(const struct broker_probe *p)
+{
+    return p->url_masked ? p->url_masked : "";
+}
+
+int probe_queue_count(const struct broker_probe *p)
+{
+    return p->n_queues;
+}
+
+void probe_queue_get(const struct broker_probe *p, int i, struct probe_queue *out)
+{
+    *out = p->queues[i];
+    if (!out->updated_mono_ms || now_mono_ms() - out->updated_mono_ms > PROBE_STALE_MS)
+        out->messages = out->consumers = -1;
+}
