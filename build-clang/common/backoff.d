@@ -1,3 +1,0 @@
-build-clang/common/backoff.o: common/backoff.c common/backoff.h
-
-common/backoff.h:
