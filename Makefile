@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # pipeline (AMQP, synthesis, encoding) is a shared object each worker loads
 # after fork, so the master never maps espeak-ng or the codecs.
 PKGS      := libevent jansson
-PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto libcurl
+PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto libcurl libxml-2.0
 PKGLIBDIR ?= $(PREFIX)/lib/c2a-worker
 
 ifeq ($(SANITIZE),1)
@@ -29,7 +29,7 @@ endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
-PIPE_LIBS  := $(shell pkg-config --libs $(filter-out libcurl,$(PIPE_PKGS))) -lpthread
+PIPE_LIBS  := $(shell pkg-config --libs $(PIPE_PKGS)) -lpthread
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

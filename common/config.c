@@ -1,4 +1,5 @@
 #include "config.h"
+#include "netpolicy.h"
 #include "log.h"
 #include "util.h"
 
@@ -78,16 +79,32 @@ static const struct config_key keys[] = {
      "engine = http: base URL; POST {http_url}/audio/speech"},
     {"speech", "http_token", CT_STRING, OFF(http_token), "", 0, 0, NULL, 1,
      "engine = http: bearer token"},
+    {"speech", "http_model", CT_STRING, OFF(http_model), "tts-1", 0, 0, NULL, 0,
+     "engine = http: the model field of each request"},
+    {"speech", "http_voice", CT_STRING, OFF(http_voice), "alloy", 0, 0, NULL, 0,
+     "engine = http: the voice when a job names none"},
+    {"speech", "http_max_chars", CT_INT, OFF(http_max_chars), "4096", 16, 1000000, NULL, 0,
+     "engine = http: longest input per request; longer text is split at sentences"},
+    {"speech", "http_timeout", CT_INT, OFF(http_timeout), "120", 1, 3600, NULL, 0,
+     "engine = http: seconds one request may take"},
 
     {"fetch", "timeout", CT_INT, OFF(fetch_timeout), "10", 1, 3600, NULL, 0,
      "seconds a content fetch may take"},
     {"fetch", "max_bytes", CT_INT, OFF(fetch_max_bytes), "10485760", 1, 1073741824, NULL, 0,
      "largest content a fetch may return"},
-    {"fetch", "allow_private", CT_BOOL, OFF(allow_private), "no", 0, 0, NULL, 0,
-     "allow fetches from loopback and private addresses"},
+    {"fetch", "connect_timeout", CT_INT, OFF(connect_timeout), "5", 1, 600, NULL, 0,
+     "seconds to connect, for fetches, uploads and callbacks"},
+    {"fetch", "upload_timeout", CT_INT, OFF(upload_timeout), "120", 1, 86400, NULL, 0,
+     "seconds an upload or a callback may take"},
+    {"fetch", "allow_private", CT_NETS, OFF(allow_private), "no", 0, 0, NULL, 0,
+     "private addresses allowed: no, yes or a comma list of ranges (10.1.0.0/16)"},
+    {"fetch", "user_agent", CT_STRING, OFF(user_agent), "c2a-worker/" C2A_VERSION, 0, 0, NULL,
+     0, "User-Agent of fetches, uploads and callbacks"},
 
     {"output", "dir", CT_PATH, OFF(output_dir), "/var/lib/c2a-worker/audio", 0, 0, NULL, 0,
      "directory the audio files are written to"},
+    {"output", "keep_uploaded", CT_BOOL, OFF(keep_uploaded), "yes", 0, 0, NULL, 0,
+     "keep the local file of a job whose audio was uploaded (job field keep_file)"},
 };
 
 #define NKEYS ARRAY_LEN(keys)
@@ -436,6 +453,13 @@ static int apply(struct config *cfg, const struct config_key *k, const char *v, 
         }
         set_str(str_field(cfg, k), v);
         return 0;
+    case CT_NETS: {
+        struct netpolicy np;
+        if (netpolicy_parse(v, &np, why) < 0)
+            return -1;
+        set_str(str_field(cfg, k), v);
+        return 0;
+    }
     case CT_HTTPURL:
         if (v[0] && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
             *why = "expected an http:// or https:// URL";

@@ -52,18 +52,27 @@ struct config {
     int max_duration;
     char *http_url;
     char *http_token;
+    char *http_model;
+    char *http_voice;
+    int http_max_chars;
+    int http_timeout;
     /* [fetch] */
     int fetch_timeout;
+    int connect_timeout;
+    int upload_timeout;
     int fetch_max_bytes;
-    int allow_private;
+    char *allow_private; /* no, yes or CIDR ranges: common/netpolicy.h */
+    char *user_agent;
     /* [output] */
     char *output_dir;
+    int keep_uploaded;
 
     char *path; /* the file this came from */
 };
 
 enum config_type { CT_STRING, CT_INT, CT_BOOL, CT_ENUM, CT_ADDR, CT_LOGLEVEL, CT_URL, CT_QUEUES,
-                   CT_APP, CT_USER, CT_GROUP, CT_PATH, CT_HTTPURL, CT_EXCHANGE };
+                   CT_APP, CT_USER, CT_GROUP, CT_PATH, CT_HTTPURL, CT_EXCHANGE,
+                   CT_NETS };
 
 struct config_key {
     const char *section;

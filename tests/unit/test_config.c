@@ -48,7 +48,9 @@ static void test_defaults(void **state)
     assert_int_equal(c->prefetch, 1);
     assert_string_equal(c->format, "wav");
     assert_int_equal(c->fetch_max_bytes, 10485760);
-    assert_int_equal(c->allow_private, 0);
+    assert_string_equal(c->allow_private, "no");
+    assert_int_equal(c->keep_uploaded, 1);
+    assert_int_equal(c->http_max_chars, 4096);
     assert_string_equal(c->output_dir, "/var/lib/c2a-worker/audio");
     config_free(c);
 }
@@ -88,7 +90,7 @@ static void test_full_file(void **state)
     assert_string_equal(c->queues[1], "q2");
     assert_string_equal(c->engine, "http");
     assert_int_equal(c->sample_rate, 48000);
-    assert_int_equal(c->allow_private, 1);
+    assert_string_equal(c->allow_private, "yes");
     config_free(c);
 }
 
@@ -159,7 +161,7 @@ static void test_single_errors(void **state)
     expect_one_error("[speech]\nengine = http\n", "t.conf:2: http_url: required when engine = http");
     expect_one_error("[speech]\nhttp_url = ftp://x\n",
                      "t.conf:2: http_url: expected an http:// or https:// URL");
-    expect_one_error("[fetch]\nallow_private = maybe\n", "t.conf:2: allow_private: expected yes or no");
+    expect_one_error("[fetch]\nallow_private = maybe\n", "t.conf:2: allow_private: expected no, yes or a comma list of address ranges (10.0.0.0/8, fd00::/8)");
     expect_one_error("[output]\ndir =\n", "t.conf:2: dir: must not be empty");
     expect_one_error("[broker]\nurl = amqp://h:99999/\n", "t.conf:2: url: port must be 1..65535");
     expect_one_error("[broker]\nresults_exchange = a b\n",
