@@ -27,7 +27,8 @@ struct opts {
     const char *queue;
     int json;
     /* submit */
-    const char *text, *ssml, *file, *id, *voice, *format;
+    const char *text, *ssml, *file, *fetch, *id, *voice, *format, *engine, *upload_url,
+        *callback_url;
     int sample_rate, wait, timeout, marks;
     const char *scale; /* scale N */
 };
@@ -42,8 +43,9 @@ static void usage(FILE *out)
             "  reload                    re-read the configuration (as SIGHUP)\n"
             "  stop                      graceful stop (as SIGTERM)\n"
             "  scale N                   run N workers\n"
-            "  submit (--text T | --ssml S | --file F) [--id ID] [--voice V]\n"
-            "         [--format F] [--sample-rate HZ] [--marks] [--queue Q] [--url AMQP_URL]\n"
+            "  submit (--text T | --ssml S | --file F | --fetch URL) [--id ID] [--voice V]\n"
+            "         [--format F] [--sample-rate HZ] [--marks] [--engine espeak|http]\n"
+            "         [--upload-url URL] [--callback-url URL] [--queue Q] [--url AMQP_URL]\n"
             "         [--wait [--timeout S]]\n"
             "                            publish a job; with --wait print its result\n");
 }
@@ -244,7 +246,9 @@ static void print_result(const struct opts *o, json_t *res)
     }
     const char *status = json_string_value(json_object_get(res, "status"));
     if (status && strcmp(status, "ok") == 0) {
-        printf("%s\n", json_string_value(json_object_get(res, "path")));
+        /* The file, or where it was uploaded when no local copy was kept. */
+        const char *where = json_string_value(json_object_get(res, "path"));
+        printf("%s\n", where ? where : json_string_value(json_object_get(res, "url")));
         fprintf(stderr, "c2actl: %s: ok, %s, %lld Hz, %.2f s, %lld bytes\n",
                 json_string_value(json_object_get(res, "id")),
                 json_string_value(json_object_get(res, "format")),
@@ -261,9 +265,9 @@ static void print_result(const struct opts *o, json_t *res)
 
 static int cmd_submit(const struct opts *o, const struct config *cfg)
 {
-    int sources = !!o->text + !!o->ssml + !!o->file;
+    int sources = !!o->text + !!o->ssml + !!o->file + !!o->fetch;
     if (sources != 1) {
-        fprintf(stderr, "c2actl: submit needs exactly one of --text, --ssml, --file\n");
+        fprintf(stderr, "c2actl: submit needs exactly one of --text, --ssml, --file, --fetch\n");
         return 2;
     }
     char idbuf[64];
@@ -279,10 +283,14 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
     if (o->file && !content)
         return 1;
     json_t *job = json_pack("{s:s}", "id", id);
-    json_object_set_new(job, o->ssml ? "ssml" : "text",
-                        json_string(o->ssml ? o->ssml : (o->text ? o->text : content)));
+    const char *key = o->ssml ? "ssml" : o->fetch ? "url" : "text";
+    json_object_set_new(job, key,
+                        json_string(o->ssml    ? o->ssml
+                                    : o->fetch ? o->fetch
+                                    : o->text  ? o->text
+                                               : content));
     free(content);
-    if (!json_object_get(job, o->ssml ? "ssml" : "text")) {
+    if (!json_object_get(job, key)) {
         fprintf(stderr, "c2actl: the text is not valid UTF-8\n");
         json_decref(job);
         return 2;
@@ -295,6 +303,12 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
         json_object_set_new(job, "sample_rate", json_integer(o->sample_rate));
     if (o->marks)
         json_object_set_new(job, "marks", json_true());
+    const char *strings[][2] = {{"engine", o->engine},
+                                {"upload_url", o->upload_url},
+                                {"callback_url", o->callback_url}};
+    for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+        if (strings[i][1])
+            json_object_set_new(job, strings[i][0], json_string(strings[i][1]));
     char *body = json_dumps(job, JSON_COMPACT);
     json_decref(job);
 
@@ -414,7 +428,7 @@ int main(int argc, char **argv)
 {
     struct opts o = {.timeout = 60, .token = getenv("C2A_CONTROL_TOKEN")};
     enum { O_TOKEN = 256, O_JSON, O_TEXT, O_SSML, O_FILE, O_ID, O_VOICE, O_FORMAT, O_RATE,
-           O_WAIT, O_TIMEOUT, O_QUEUE, O_URL, O_MARKS };
+           O_WAIT, O_TIMEOUT, O_QUEUE, O_URL, O_MARKS, O_FETCH, O_ENGINE, O_UPLOAD, O_CALLBACK };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"server", required_argument, NULL, 's'},
         {"token", required_argument, NULL, O_TOKEN}, {"json", no_argument, NULL, O_JSON},
@@ -424,6 +438,9 @@ int main(int argc, char **argv)
         {"sample-rate", required_argument, NULL, O_RATE}, {"wait", no_argument, NULL, O_WAIT},
         {"timeout", required_argument, NULL, O_TIMEOUT}, {"queue", required_argument, NULL, O_QUEUE},
         {"url", required_argument, NULL, O_URL}, {"marks", no_argument, NULL, O_MARKS},
+        {"fetch", required_argument, NULL, O_FETCH}, {"engine", required_argument, NULL, O_ENGINE},
+        {"upload-url", required_argument, NULL, O_UPLOAD},
+        {"callback-url", required_argument, NULL, O_CALLBACK},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "+c:s:h", longopts, NULL)) != -1) {
@@ -461,6 +478,10 @@ int main(int argc, char **argv)
         case O_QUEUE: o.queue = optarg; break;
         case O_URL: o.url = optarg; break;
         case O_MARKS: o.marks = 1; break;
+        case O_FETCH: o.fetch = optarg; break;
+        case O_ENGINE: o.engine = optarg; break;
+        case O_UPLOAD: o.upload_url = optarg; break;
+        case O_CALLBACK: o.callback_url = optarg; break;
         default: usage(stderr); return 2;
         }
     }

@@ -328,3 +328,11 @@ int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, cons
     }
     return encoder_finish(e, out, err, errlen);
 }
+
+void encode_job_name(const struct job *job, char *out, size_t len)
+{
+    if (job->output[0])
+        strlcpy_c2a(out, job->output, len);
+    else
+        snprintf(out, len, "%s%s", job->id, encode_extension(job->format));
+}

@@ -45,6 +45,10 @@ int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);
 void encoder_abort(struct encoder *e);
 
+/* The file name of a job's audio: its output field, else <id>.<ext>. */
+struct job;
+void encode_job_name(const struct job *job, char *out, size_t len);
+
 /* Temporary files live in <dir>/.c2a-tmp/<pid>.<name> until their rename. */
 #define ENCODE_TMP_DIR ".c2a-tmp"
 /* Remove the temporary files of processes that no longer exist (a worker killed

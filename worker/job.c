@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const formats[] = {"wav", "flac", "ogg", "opus", "mp3"};
 
@@ -104,7 +105,50 @@ static int get_str(json_t *root, const char *key, const char **out, struct job_e
 void job_clear(struct job *job)
 {
     free(job->content);
+    free(job->upload_url);
+    free(job->callback_url);
     memset(job, 0, sizeof(*job));
+}
+
+/* An absolute http(s) URL without spaces or control characters. */
+static int valid_http_url(const char *s)
+{
+    size_t n = strlen(s);
+    if (n > JOB_URL_MAX)
+        return 0;
+    size_t scheme = !strncasecmp(s, "http://", 7) ? 7 : !strncasecmp(s, "https://", 8) ? 8 : 0;
+    if (!scheme || n == scheme || s[scheme] == '/')
+        return 0;
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+static int get_bool(json_t *root, const char *key, int def, int *out, struct job_error *err)
+{
+    json_t *v = json_object_get(root, key);
+    *out = def;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return fail(err, "bad_field", "%s: expected true or false", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+static int get_url(json_t *root, const char *key, char **out, struct job_error *err)
+{
+    const char *s;
+    if (get_str(root, key, &s, err) < 0)
+        return -1;
+    if (!s)
+        return 0;
+    if (!valid_http_url(s))
+        return fail(err, "bad_field", "%s: expected an http:// or https:// URL (at most %d bytes)",
+                    key, JOB_URL_MAX);
+    *out = xstrdup(s);
+    return 0;
 }
 
 int job_parse(const char *body, size_t len, const char *message_id,
@@ -171,10 +215,12 @@ int job_parse(const char *body, size_t len, const char *message_id,
         goto out;
     }
     if (job->source == JOB_URL) {
-        fail(err, "bad_field", "url: fetching content is not supported by this server yet");
-        goto out;
-    }
-    if (utf8_chars(job->content, job->content_len) > (size_t)defs->max_chars) {
+        if (!valid_http_url(job->content)) {
+            fail(err, "bad_field", "url: expected an http:// or https:// URL (at most %d bytes)",
+                 JOB_URL_MAX);
+            goto out;
+        }
+    } else if (utf8_chars(job->content, job->content_len) > (size_t)defs->max_chars) {
         fail(err, "too_large", "%s: longer than %d characters",
              job->source == JOB_TEXT ? "text" : "ssml", defs->max_chars);
         goto out;
@@ -185,9 +231,25 @@ int job_parse(const char *body, size_t len, const char *message_id,
         goto out;
     }
 
+    if (get_str(root, "engine", &s, err) < 0)
+        goto out;
+    s = s ? s : defs->engine;
+    if (strcmp(s, "espeak") == 0) {
+        job->engine = ENGINE_ESPEAK;
+    } else if (strcmp(s, "http") == 0) {
+        if (!defs->http_configured) {
+            fail(err, "bad_field", "engine: http needs [speech] http_url in the configuration");
+            goto out;
+        }
+        job->engine = ENGINE_HTTP;
+    } else {
+        fail(err, "bad_field", "engine: expected espeak or http");
+        goto out;
+    }
+
     if (get_str(root, "voice", &s, err) < 0)
         goto out;
-    s = s ? s : defs->voice;
+    s = s ? s : job->engine == ENGINE_HTTP ? defs->http_voice : defs->voice;
     if (strlen(s) == 0 || strlen(s) > JOB_VOICE_MAX || strspn(s,
         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_+/") != strlen(s)) {
         fail(err, "bad_field", "voice: not a voice name");
@@ -217,14 +279,8 @@ int job_parse(const char *body, size_t len, const char *message_id,
         get_int(root, "volume", 100, 0, 200, &job->volume, err) < 0)
         goto out;
 
-    json_t *marks = json_object_get(root, "marks");
-    if (marks && !json_is_null(marks)) {
-        if (!json_is_boolean(marks)) {
-            fail(err, "bad_field", "marks: expected true or false");
-            goto out;
-        }
-        job->marks = json_is_true(marks);
-    }
+    if (get_bool(root, "marks", 0, &job->marks, err) < 0)
+        goto out;
     if (get_str(root, "output", &s, err) < 0)
         goto out;
     if (s) {
@@ -234,18 +290,23 @@ int job_parse(const char *body, size_t len, const char *message_id,
         }
         strlcpy_c2a(job->output, s, sizeof(job->output));
     }
-    static const char *const later[] = {"upload_url", "callback_url"};
-    for (size_t i = 0; i < ARRAY_LEN(later); i++)
-        if (json_object_get(root, later[i])) {
-            fail(err, "bad_field", "%s: not supported by this server yet", later[i]);
-            goto out;
-        }
+    if (job->marks && job->engine == ENGINE_HTTP) {
+        fail(err, "bad_field", "marks: only the espeak engine reports word timings");
+        goto out;
+    }
+    if (get_url(root, "upload_url", &job->upload_url, err) < 0 ||
+        get_url(root, "callback_url", &job->callback_url, err) < 0 ||
+        get_bool(root, "keep_file", defs->keep_uploaded, &job->keep_file, err) < 0 ||
+        get_bool(root, "include_text", 0, &job->include_text, err) < 0)
+        goto out;
     rc = 0;
 out:
     json_decref(root);
     if (rc < 0) {
-        free(job->content);
-        job->content = NULL;
+        char id[sizeof(job->id)];
+        memcpy(id, job->id, sizeof(id));
+        job_clear(job);
+        memcpy(job->id, id, sizeof(id));
     }
     return rc;
 }

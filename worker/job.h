@@ -13,12 +13,19 @@
 #define JOB_NAME_MAX 200
 
 enum job_source { JOB_TEXT, JOB_SSML, JOB_URL };
+enum job_engine { ENGINE_ESPEAK, ENGINE_HTTP };
+
+#define JOB_URL_MAX 4096
 
 struct job_defaults {
     const char *voice;
     const char *format;
     int sample_rate;
     int max_chars;
+    const char *engine;      /* espeak or http */
+    const char *http_voice;  /* the voice of the http engine */
+    int http_configured;     /* [speech] http_url is set */
+    int keep_uploaded;
 };
 
 struct job {
@@ -32,6 +39,11 @@ struct job {
     int rate, pitch, volume;
     int marks;
     char output[JOB_NAME_MAX + 1]; /* file name inside the output dir; "" = <id>.<ext> */
+    enum job_engine engine;
+    char *upload_url;   /* PUT the audio here; owned, NULL for none */
+    char *callback_url; /* POST the result here; owned, NULL for none */
+    int keep_file;      /* with upload_url: keep the local file too */
+    int include_text;   /* the result carries the text that was spoken */
 };
 
 struct job_error {

@@ -1,12 +1,16 @@
 #include "pipeline.h"
 #include "amqp.h"
+#include "content.h"
 #include "encode.h"
+#include "fetch.h"
 #include "job.h"
 #include "synth.h"
+#include "tts_http.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <event2/event.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -16,8 +20,33 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Where a speech job is. The synthesis thread takes PH_SYNTH and PH_RENDER
+ * tasks; the others wait on an HTTP transfer on the loop, so fetches, TTS
+ * requests, uploads and callbacks of many jobs overlap the one synthesis. */
+enum task_phase {
+    PH_FETCH,    /* url: fetching the content */
+    PH_SYNTH,    /* waiting for the thread: espeak, or preparing pieces for the http engine */
+    PH_TTS,      /* http engine: one request per piece, in order */
+    PH_RENDER,   /* waiting for the thread: decode the WAV answers, encode */
+    PH_UPLOAD,   /* PUT of the audio to upload_url */
+    PH_CALLBACK, /* POST of the result to callback_url */
+};
+
 struct task {
     struct task *next;
+    struct pipeline *p;
+    enum task_phase phase;
+    struct fetch *net;     /* the transfer in flight, if any */
+    int started;           /* has been on the synthesis thread */
+    char *raw;             /* url: the fetched content */
+    size_t raw_len;
+    char raw_type[160];
+    char **pieces;         /* http engine: the text, cut */
+    int n_pieces, next_piece;
+    struct wav_part *wavs; /* http engine: the answers so far */
+    int n_wavs;
+    json_t *result;        /* the ok result, while it is uploaded and called back */
+    int64_t audio_ms;
     struct amqp_delivery *d;
     struct job job;
     struct synth_work work;
@@ -38,7 +67,10 @@ struct pipeline {
     struct pipeline_env env;
     struct amqp_link *link;
     struct synth *synth;
-    struct task *queue_head, *queue_tail; /* received, waiting for the synthesis thread */
+    struct fetcher *fetcher;
+    /* Received and not finished, in order of arrival: waiting for the thread or
+     * for a transfer. The task on the thread is not in the list. */
+    struct task *queue_head, *queue_tail;
     struct task *current;                 /* on the synthesis thread */
     struct confirm_slot *confirms;
     size_t n_confirms, cap_confirms;
@@ -59,6 +91,17 @@ static void task_free(struct task *t)
 {
     if (!t)
         return;
+    fetch_cancel(t->net);
+    free(t->raw);
+    if (t->pieces)
+        content_free_pieces(t->pieces, t->n_pieces);
+    for (int i = 0; i < t->n_wavs; i++)
+        free(t->wavs[i].data);
+    free(t->wavs);
+    json_decref(t->result);
+    free(t->work.spoken_text);
+    if (t->work.pieces)
+        content_free_pieces(t->work.pieces, t->work.n_pieces);
     free(t->work.app_result.json);
     job_clear(&t->job);
     free(t->work.marks_json);
@@ -223,6 +266,259 @@ static void count_done(struct pipeline *p, const struct task *t, int64_t audio_m
     }
 }
 
+static void list_append(struct pipeline *p, struct task *t)
+{
+    t->next = NULL;
+    if (p->queue_tail)
+        p->queue_tail->next = t;
+    else
+        p->queue_head = t;
+    p->queue_tail = t;
+}
+
+static void list_remove(struct pipeline *p, struct task *t)
+{
+    struct task *prev = NULL;
+    for (struct task *x = p->queue_head; x; prev = x, x = x->next) {
+        if (x != t)
+            continue;
+        if (prev)
+            prev->next = x->next;
+        else
+            p->queue_head = x->next;
+        if (p->queue_tail == x)
+            p->queue_tail = prev;
+        x->next = NULL;
+        return;
+    }
+}
+
+/* The end of a task's own work, whatever its outcome: out of the list, counted. */
+static void task_end(struct pipeline *p, struct task *t)
+{
+    list_remove(p, t);
+    count_done(p, t, t->audio_ms);
+}
+
+/* A transfer or a synthesis step failed: permanent errors dead-letter the job,
+ * transient ones retry it later through the delay queues. */
+static void task_fail(struct pipeline *p, struct task *t, int transient, const char *code,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void task_fail(struct pipeline *p, struct task *t, int transient, const char *code,
+                      const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    task_end(p, t);
+    if (transient)
+        retry_later(p, t, code, msg);
+    else
+        finish_dead(p, t, code, msg);
+}
+
+static void finish_ok(struct pipeline *p, struct task *t)
+{
+    task_end(p, t);
+    json_t *doc = t->result;
+    t->result = NULL;
+    atomic_fetch_add(&p->env.slot->jobs_ok, 1);
+    publish_result(p, t, doc);
+    settle(p, t);
+}
+
+static const char *format_mime(const char *format)
+{
+    static const char *const map[][2] = {{"wav", "audio/wav"},
+                                         {"flac", "audio/flac"},
+                                         {"ogg", "audio/ogg"},
+                                         {"opus", "audio/ogg; codecs=opus"},
+                                         {"mp3", "audio/mpeg"}};
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(map[i][0], format) == 0)
+            return map[i][1];
+    return "application/octet-stream";
+}
+
+#define SMALL_ANSWER (64 * 1024) /* what an upload or callback server may answer */
+
+static void after_audio(struct pipeline *p, struct task *t);
+
+static void on_callback_done(void *arg, struct fetch_result *r)
+{
+    struct task *t = arg;
+    t->net = NULL;
+    if (!r->ok) {
+        task_fail(t->p, t, r->transient, "callback_failed", "callback_url: %s", r->error);
+        return;
+    }
+    finish_ok(t->p, t);
+}
+
+static void on_upload_done(void *arg, struct fetch_result *r)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+    t->net = NULL;
+    if (!r->ok) {
+        task_fail(p, t, r->transient, "upload_failed", "upload_url: %s", r->error);
+        return;
+    }
+    json_object_set_new(t->result, "url", json_string(t->job.upload_url));
+    if (!t->job.keep_file) {
+        if (unlink(t->work.enc.path) < 0)
+            log_warn("job %s: cannot remove %s after its upload: %s", t->job.id,
+                     t->work.enc.path, strerror(errno));
+        json_object_set_new(t->result, "path", json_null());
+    }
+    free(t->job.upload_url);
+    t->job.upload_url = NULL;
+    after_audio(p, t);
+}
+
+/* The audio file is written: upload it, call back, then publish the result. */
+static void after_audio(struct pipeline *p, struct task *t)
+{
+    const struct config *cfg = p->env.cfg;
+    if (t->job.upload_url) {
+        struct fetch_req req = {.method = FETCH_PUT, .url = t->job.upload_url,
+                                .content_type = format_mime(t->job.format),
+                                .upload_path = t->work.enc.path, .max_bytes = SMALL_ANSWER,
+                                .timeout_s = cfg->upload_timeout};
+        t->phase = PH_UPLOAD;
+        list_append(p, t);
+        t->net = fetch_start(p->fetcher, &req, on_upload_done, t);
+    } else if (t->job.callback_url) {
+        char *body = json_dumps(t->result, JSON_COMPACT);
+        struct fetch_req req = {.method = FETCH_POST, .url = t->job.callback_url,
+                                .content_type = "application/json", .body = body,
+                                .body_len = strlen(body), .max_bytes = SMALL_ANSWER,
+                                .timeout_s = cfg->upload_timeout};
+        if (t->phase != PH_UPLOAD)
+            list_append(p, t);
+        t->phase = PH_CALLBACK;
+        t->net = fetch_start(p->fetcher, &req, on_callback_done, t);
+        free(body);
+        free(t->job.callback_url);
+        t->job.callback_url = NULL;
+    } else {
+        finish_ok(p, t);
+    }
+}
+
+static void on_tts_done(void *arg, struct fetch_result *r);
+
+/* One request per piece, in order, so the answers join in the order of the text. */
+static void next_tts_request(struct pipeline *p, struct task *t)
+{
+    const struct config *cfg = p->env.cfg;
+    size_t base_len = strlen(cfg->http_url);
+    while (base_len && cfg->http_url[base_len - 1] == '/')
+        base_len--;
+    char *url = xasprintf("%.*s/audio/speech", (int)base_len, cfg->http_url);
+    char *body = tts_http_request(cfg->http_model, t->job.voice, t->job.rate,
+                                  t->pieces[t->next_piece]);
+    /* Enough for max_duration of 48 kHz stereo 16-bit, and a little. */
+    size_t cap = (size_t)cfg->max_duration * 48000u * 4u + (1u << 20);
+    struct fetch_req req = {.method = FETCH_POST, .url = url, .accept = "audio/wav",
+                            .content_type = "application/json", .body = body,
+                            .body_len = strlen(body), .bearer = cfg->http_token,
+                            .max_bytes = cap, .timeout_s = cfg->http_timeout, .trusted = 1};
+    t->net = fetch_start(p->fetcher, &req, on_tts_done, t);
+    free(body);
+    free(url);
+}
+
+static void on_tts_done(void *arg, struct fetch_result *r)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+    t->net = NULL;
+    if (!r->ok) {
+        task_fail(p, t, r->transient, "synth_failed", "TTS server, piece %d of %d: %s",
+                  t->next_piece + 1, t->n_pieces, r->error);
+        return;
+    }
+    t->wavs = xrealloc(t->wavs, (size_t)(t->n_wavs + 1) * sizeof(*t->wavs));
+    t->wavs[t->n_wavs++] = (struct wav_part){r->body, r->len};
+    r->body = NULL;
+    if (++t->next_piece < t->n_pieces) {
+        next_tts_request(p, t);
+        return;
+    }
+    t->phase = PH_RENDER;
+    kick(p);
+}
+
+static void on_fetched(void *arg, struct fetch_result *r)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+    t->net = NULL;
+    if (r->too_large) {
+        task_fail(p, t, 0, "too_large", "url: the content passed %d bytes ([fetch] max_bytes)",
+                  p->env.cfg->fetch_max_bytes);
+        return;
+    }
+    if (!r->ok) {
+        task_fail(p, t, r->transient, "fetch_failed", "url: %s", r->error);
+        return;
+    }
+    log_debug("job %s: fetched %zu bytes of %s", t->job.id, r->len,
+              r->content_type[0] ? r->content_type : "(no type)");
+    t->raw = r->body;
+    t->raw_len = r->len;
+    r->body = NULL;
+    strlcpy_c2a(t->raw_type, r->content_type, sizeof(t->raw_type));
+    t->phase = PH_SYNTH;
+    kick(p);
+}
+
+/* The ok result of a speech job's audio. */
+static json_t *audio_result(struct task *t)
+{
+    const struct encoded *e = &t->work.enc;
+    json_t *doc = result_base(t, "ok");
+    json_object_update_new(
+        doc, json_pack("{s:s,s:s,s:i,s:i,s:I,s:I,s:s,s:s}", "path", e->path, "format",
+                       t->job.format, "sample_rate", e->sample_rate, "channels", e->channels,
+                       "duration_ms", (json_int_t)e->duration_ms, "bytes", (json_int_t)e->bytes,
+                       "sha256", e->sha256, "engine",
+                       t->job.engine == ENGINE_HTTP ? "http" : "espeak"));
+    if (t->job.source == JOB_URL)
+        json_object_set_new(doc, "source_url", json_string(t->job.content));
+    if (t->work.marks_json) {
+        json_t *marks = json_loads(t->work.marks_json, 0, NULL);
+        if (marks)
+            json_object_set_new(doc, "marks", marks);
+    }
+    if (t->work.spoken_text)
+        json_object_set_new(doc, "text", json_string(t->work.spoken_text));
+    return doc;
+}
+
+static void app_done(struct pipeline *p, struct task *t)
+{
+    json_t *doc = result_base(t, "ok");
+    if (t->work.app_result.json) {
+        json_t *extra = json_loads(t->work.app_result.json, 0, NULL);
+        if (json_is_object(extra)) {
+            json_object_del(extra, "id");
+            json_object_del(extra, "status");
+            json_object_update(doc, extra);
+        } else {
+            log_warn("job %s: app %s returned a result that is not a JSON object", t->job.id,
+                     t->work.app->name);
+        }
+        json_decref(extra);
+    }
+    t->result = doc;
+    finish_ok(p, t);
+}
+
 static void on_synth_done(void *arg, struct synth_work *w)
 {
     struct pipeline *p = arg;
@@ -230,92 +526,110 @@ static void on_synth_done(void *arg, struct synth_work *w)
     p->current = NULL;
     (void)w;
     set_idle(p);
-    /* Before the outcome below, which may free the task. */
-    count_done(p, t, t->work.ok && !t->work.app ? t->work.enc.duration_ms : 0);
     if (t->d->generation != amqp_link_generation(p->link)) {
         /* The connection it came on is gone and the broker has requeued it: the
          * next delivery rewrites the same file. */
         log_info("job %s: finished after its connection was lost; it will run again",
                  t->job.id);
+        count_done(p, t, 0);
         task_free(t);
-    } else if (t->work.ok && t->work.app) {
-        json_t *doc = result_base(t, "ok");
-        if (t->work.app_result.json) {
-            json_t *extra = json_loads(t->work.app_result.json, 0, NULL);
-            if (json_is_object(extra)) {
-                json_object_del(extra, "id");
-                json_object_del(extra, "status");
-                json_object_update(doc, extra);
-            } else {
-                log_warn("job %s: app %s returned a result that is not a JSON object",
-                         t->job.id, t->work.app->name);
-            }
-            json_decref(extra);
-        }
-        atomic_fetch_add(&p->env.slot->jobs_ok, 1);
-        publish_result(p, t, doc);
-        settle(p, t);
-    } else if (t->work.ok) {
+    } else if (!t->work.ok) {
+        if (t->work.permanent)
+            task_fail(p, t, 0, t->work.code, "%s", t->work.message);
+        else
+            task_fail(p, t, 1, t->work.code, "%s", t->work.message);
+    } else if (t->work.app) {
+        app_done(p, t);
+    } else if (t->work.kind == SW_PREPARE) {
+        t->pieces = t->work.pieces;
+        t->n_pieces = t->work.n_pieces;
+        t->work.pieces = NULL;
+        t->phase = PH_TTS;
+        list_append(p, t);
+        next_tts_request(p, t);
+    } else {
         const struct encoded *e = &t->work.enc;
-        json_t *doc = result_base(t, "ok");
-        json_object_update_new(
-            doc, json_pack("{s:s,s:s,s:i,s:i,s:I,s:I,s:s}", "path", e->path, "format",
-                           t->job.format, "sample_rate", e->sample_rate, "channels",
-                           e->channels, "duration_ms", (json_int_t)e->duration_ms, "bytes",
-                           (json_int_t)e->bytes, "sha256", e->sha256));
-        if (t->work.marks_json) {
-            json_t *marks = json_loads(t->work.marks_json, 0, NULL);
-            if (marks)
-                json_object_set_new(doc, "marks", marks);
-        }
         log_debug("job %s: ok, %lld ms of audio, synth %lld ms, encode %lld ms", t->job.id,
                   (long long)e->duration_ms, (long long)t->work.synth_ms,
                   (long long)t->work.encode_ms);
-        atomic_fetch_add(&p->env.slot->jobs_ok, 1);
-        publish_result(p, t, doc);
-        settle(p, t);
-    } else if (t->work.permanent) {
-        finish_dead(p, t, t->work.code, t->work.message);
-    } else {
-        retry_later(p, t, t->work.code, t->work.message);
+        t->audio_ms = e->duration_ms;
+        t->result = audio_result(t);
+        after_audio(p, t);
     }
     kick(p);
     maybe_stopped(p);
 }
 
+/* The next task for the synthesis thread: one whose audio is half made first
+ * (PH_RENDER), else the oldest waiting. Stopping, only tasks already started go
+ * on; maybe_stopped() hands the others back. */
+static struct task *next_for_thread(struct pipeline *p)
+{
+    int stopping = p->stopping || atomic_load(&p->env.slot->state) == WS_STOPPING;
+    struct task *first = NULL;
+    for (struct task *t = p->queue_head; t; t = t->next) {
+        if (t->net || (stopping && !t->started))
+            continue;
+        if (t->phase == PH_RENDER)
+            return t;
+        if (t->phase == PH_SYNTH && !first)
+            first = t;
+    }
+    return first;
+}
+
 static void kick(struct pipeline *p)
 {
-    /* Stopping or recycling: what is queued goes back (maybe_stopped), not on. */
-    if (p->current || !p->queue_head || !p->synth || p->stopping ||
-        atomic_load(&p->env.slot->state) == WS_STOPPING)
+    if (p->current || !p->synth)
         return;
-    struct task *t = p->queue_head;
-    p->queue_head = t->next;
-    if (!p->queue_head)
-        p->queue_tail = NULL;
-    t->next = NULL;
+    struct task *t = next_for_thread(p);
+    if (!t)
+        return;
+    list_remove(p, t);
     p->current = t;
+    t->started = 1;
     slot_set_job(p->env.slot, t->job.id);
     atomic_store(&p->env.slot->state, WS_BUSY);
-    t->work.job = &t->job;
-    t->work.output_dir = p->env.cfg->output_dir;
-    t->work.max_duration_s = p->env.cfg->max_duration;
+    struct synth_work *w = &t->work;
+    w->ok = w->permanent = 0;
+    w->code[0] = w->message[0] = '\0';
+    w->job = &t->job;
+    w->output_dir = p->env.cfg->output_dir;
+    w->max_duration_s = p->env.cfg->max_duration;
     if (p->env.app) {
-        t->work.app = p->env.app;
-        t->work.app_state = p->env.app_state;
-        t->work.app_job = (struct c2a_job){t->job.id, t->d->body, t->d->body_len,
-                                           p->env.cfg->output_dir, t->attempts};
+        w->app = p->env.app;
+        w->app_state = p->env.app_state;
+        w->app_job = (struct c2a_job){t->job.id, t->d->body, t->d->body_len,
+                                      p->env.cfg->output_dir, t->attempts};
+    } else if (t->phase == PH_RENDER) {
+        w->kind = SW_RENDER;
+        w->wavs = t->wavs;
+        w->n_wavs = t->n_wavs;
+    } else {
+        w->kind = t->job.engine == ENGINE_HTTP ? SW_PREPARE : SW_SPEAK;
+        w->raw = t->raw;
+        w->raw_len = t->raw_len;
+        w->raw_type = t->raw_type;
+        w->max_chars = p->env.cfg->max_chars;
+        w->piece_max = (size_t)p->env.cfg->http_max_chars;
     }
-    synth_submit(p->synth, &t->work);
+    synth_submit(p->synth, w);
 }
 
 static void enqueue(struct pipeline *p, struct task *t)
 {
-    if (p->queue_tail)
-        p->queue_tail->next = t;
-    else
-        p->queue_head = t;
-    p->queue_tail = t;
+    t->p = p;
+    list_append(p, t);
+    if (t->phase == PH_FETCH) {
+        struct fetch_req req = {.method = FETCH_GET, .url = t->job.content,
+                                .accept = "text/plain, text/html, application/xhtml+xml, "
+                                          "application/ssml+xml;q=0.9, */*;q=0.1",
+                                .max_bytes = (size_t)p->env.cfg->fetch_max_bytes,
+                                .timeout_s = p->env.cfg->fetch_timeout,
+                                .follow_redirects = 1};
+        t->net = fetch_start(p->fetcher, &req, on_fetched, t);
+        return;
+    }
     kick(p);
 }
 
@@ -375,18 +689,22 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
 
     if (p->env.app) {
         app_job_id(d, t->job.id, sizeof(t->job.id));
+        t->phase = PH_SYNTH;
         enqueue(p, t);
         return;
     }
 
     const struct config *cfg = p->env.cfg;
-    struct job_defaults defs = {cfg->voice, cfg->format, cfg->sample_rate, cfg->max_chars};
+    struct job_defaults defs = {cfg->voice,      cfg->format,        cfg->sample_rate,
+                                cfg->max_chars,  cfg->engine,        cfg->http_voice,
+                                cfg->http_url[0] != '\0', cfg->keep_uploaded};
     struct job_error err;
     if (job_parse(d->body, d->body_len, d->message_id, &defs, &t->job, &err) < 0) {
         count_done(p, t, 0);
         finish_dead(p, t, err.code, err.message);
         return;
     }
+    t->phase = t->job.source == JOB_URL ? PH_FETCH : PH_SYNTH;
     enqueue(p, t);
 }
 
@@ -434,7 +752,7 @@ static void forget_lost(evutil_socket_t fd, short what, void *arg)
         struct task *t = *pp;
         if (t->d->generation != gen) {
             *pp = t->next;
-            task_free(t);
+            task_free(t); /* cancels its transfer, if any */
         } else {
             p->queue_tail = t;
             pp = &t->next;
@@ -492,9 +810,17 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
         encode_clean_stale(env->cfg->output_dir);
     struct pipeline *p = xcalloc(1, sizeof(*p));
     p->env = *env;
+    if (!env->noop && !env->app) {
+        p->fetcher = fetcher_new(env->base, env->cfg, err, errlen);
+        if (!p->fetcher) {
+            free(p);
+            return NULL;
+        }
+    }
     if (!env->noop) {
         p->synth = synth_start(env->base, !env->app, on_synth_done, p, err, errlen);
         if (!p->synth) {
+            fetcher_free(p->fetcher);
             free(p);
             return NULL;
         }
@@ -550,16 +876,20 @@ static void maybe_stopped(struct pipeline *p)
 {
     if (!p->stopping || !p->stopped)
         return;
-    /* Jobs received but not started go back to their queue unchanged. */
-    while (p->queue_head) {
-        struct task *t = p->queue_head;
-        p->queue_head = t->next;
-        t->next = NULL;
-        if (!p->queue_head)
-            p->queue_tail = NULL;
-        requeue(p, t, t->d->queue, t->d->attempts);
+    /* Jobs received but not started (their content may be half fetched) go back
+     * to their queue unchanged; started ones finish. */
+    struct task *t = p->queue_head;
+    while (t) {
+        struct task *next = t->next;
+        if (!t->started) {
+            fetch_cancel(t->net);
+            t->net = NULL;
+            list_remove(p, t);
+            requeue(p, t, t->d->queue, t->d->attempts);
+        }
+        t = next;
     }
-    if (p->current || p->n_confirms)
+    if (p->current || p->n_confirms || p->queue_head)
         return;
     /* Report from the loop, not from inside a callback of the link. */
     event_active(p->stop_check, EV_TIMEOUT, 0);
@@ -589,6 +919,7 @@ static void pipeline_free(struct pipeline *p)
             task_free(t);
     }
     free(p->confirms);
+    fetcher_free(p->fetcher);
     amqp_link_free(p->link);
     if (p->stop_check)
         event_free(p->stop_check);

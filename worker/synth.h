@@ -18,7 +18,29 @@
 struct event_base;
 struct synth;
 
+/* What the thread does with a speech job. */
+enum synth_kind {
+    SW_SPEAK,   /* espeak-ng: (content ->) text -> audio file */
+    SW_PREPARE, /* for the http engine: (content ->) text -> pieces of at most piece_max */
+    SW_RENDER,  /* for the http engine: the server's WAV answers -> audio file */
+};
+
+struct wav_part {
+    char *data;
+    size_t len;
+};
+
 struct synth_work {
+    enum synth_kind kind;
+    /* in: fetched content of a url job, made speakable first (content.h);
+     * NULL for text and ssml jobs */
+    const char *raw;
+    size_t raw_len;
+    const char *raw_type;
+    int max_chars;
+    size_t piece_max;             /* SW_PREPARE */
+    const struct wav_part *wavs;  /* SW_RENDER */
+    int n_wavs;
     /* in: an app's job (app set), or a speech job */
     const struct c2a_app *app;
     void *app_state;
@@ -34,6 +56,9 @@ struct synth_work {
     char message[256];
     struct encoded enc;
     char *marks_json;     /* "[{...}]" when the job asked for marks; malloc'd */
+    char *spoken_text;    /* the text spoken, when the job asked (include_text); malloc'd */
+    char **pieces;        /* SW_PREPARE: malloc'd, content_free_pieces() */
+    int n_pieces;
     int64_t synth_ms, encode_ms;
 };
 

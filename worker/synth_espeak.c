@@ -1,4 +1,6 @@
 #include "synth.h"
+#include "content.h"
+#include "tts_http.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
@@ -128,7 +130,7 @@ static void fail_work(struct synth_work *w, int permanent, const char *code, con
     va_end(ap);
 }
 
-static void run_job(struct synth *s, struct synth_work *w)
+static void run_job(struct synth *s, struct synth_work *w, const char *text, size_t len, int ssml)
 {
     const struct job *job = w->job;
     int64_t t0 = now_mono_ms();
@@ -147,10 +149,7 @@ static void run_job(struct synth *s, struct synth_work *w)
     espeak_ng_SetParameter(espeakRANGE, 50, 0);
 
     char name[JOB_NAME_MAX + 16];
-    if (job->output[0])
-        strlcpy_c2a(name, job->output, sizeof(name));
-    else
-        snprintf(name, sizeof(name), "%s%s", job->id, encode_extension(job->format));
+    encode_job_name(job, name, sizeof(name));
     int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
     struct capture c = {.want_marks = job->marks};
     int permanent;
@@ -164,9 +163,9 @@ static void run_job(struct synth *s, struct synth_work *w)
     c.max_frames = (size_t)w->max_duration_s * (size_t)s->rate;
     if (c.want_marks)
         marks_append(&c, "[");
-    unsigned flags = espeakCHARS_UTF8 | espeakENDPAUSE | (job->source == JOB_SSML ? espeakSSML : 0);
-    espeak_ng_STATUS st = espeak_ng_Synthesize(job->content, job->content_len + 1, 0, POS_CHARACTER,
-                                               0, flags, NULL, &c);
+    unsigned flags = espeakCHARS_UTF8 | espeakENDPAUSE | (ssml ? espeakSSML : 0);
+    espeak_ng_STATUS st =
+        espeak_ng_Synthesize(text, len + 1, 0, POS_CHARACTER, 0, flags, NULL, &c);
     w->synth_ms = now_mono_ms() - t0;
     if (c.too_long) {
         fail_work(w, 1, "too_large", "audio longer than %d s", w->max_duration_s);
@@ -198,10 +197,82 @@ static void run_job(struct synth *s, struct synth_work *w)
     free(c.marks);
 }
 
+/* The text a speech job speaks: its own, or its fetched content made speakable
+ * (url jobs). Fails the work (bad_field, too_large) when that cannot be done. */
+static int job_text(struct synth_work *w, struct content *c)
+{
+    const struct job *job = w->job;
+    if (!w->raw) {
+        c->text = job->content;
+        c->len = job->content_len;
+        c->ssml = job->source == JOB_SSML;
+        return 0;
+    }
+    char err[256];
+    if (content_prepare(w->raw, w->raw_len, w->raw_type, c, err, sizeof(err)) < 0) {
+        fail_work(w, 1, "bad_field", "url: %s", err);
+        return -1;
+    }
+    if (content_chars(c->text, c->len) > (size_t)w->max_chars) {
+        fail_work(w, 1, "too_large", "url: the content is longer than %d characters",
+                  w->max_chars);
+        free(c->text);
+        c->text = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static void prepare_pieces(struct synth_work *w, const struct content *c)
+{
+    struct content plain = *c;
+    char err[256];
+    if (c->ssml && content_ssml_plain(c->text, c->len, &plain, err, sizeof(err)) < 0) {
+        fail_work(w, 1, "bad_field", "ssml: %s", err);
+        return;
+    }
+    w->n_pieces = content_split(plain.text, plain.len, w->piece_max, &w->pieces);
+    if (plain.text != c->text)
+        free(plain.text);
+    if (w->n_pieces == 0)
+        fail_work(w, 1, "bad_field", "nothing to speak");
+    else
+        w->ok = 1;
+}
+
+static void run_speech(struct synth *s, struct synth_work *w)
+{
+    if (w->kind == SW_RENDER) {
+        int64_t t0 = now_mono_ms();
+        int permanent;
+        char code[32];
+        if (tts_http_render(w->wavs, w->n_wavs, w->job, w->output_dir, w->max_duration_s, &w->enc,
+                            &permanent, code, w->message, sizeof(w->message)) < 0) {
+            w->permanent = permanent;
+            strlcpy_c2a(w->code, code, sizeof(w->code));
+        } else {
+            w->ok = 1;
+        }
+        w->encode_ms = now_mono_ms() - t0;
+        return;
+    }
+    struct content c;
+    if (job_text(w, &c) < 0)
+        return;
+    if (w->job->include_text)
+        w->spoken_text = xstrdup(c.text);
+    if (w->kind == SW_PREPARE)
+        prepare_pieces(w, &c);
+    else
+        run_job(s, w, c.text, c.len, c.ssml);
+    if (c.text != w->job->content)
+        free(c.text);
+}
+
 static void run_work(struct synth *s, struct synth_work *w)
 {
     if (!w->app) {
-        run_job(s, w);
+        run_speech(s, w);
         return;
     }
     int64_t t0 = now_mono_ms();

@@ -122,9 +122,9 @@ class Daemon:
             text = base_config(self.tmp, self.port, self.name, **sections)
         self.conf.write_text(text)
 
-    def start(self, *args, wait_workers=True):
+    def start(self, *args, wait_workers=True, env=None):
         self.proc = subprocess.Popen(
-            [BIN, "-c", str(self.conf), *args],
+            [BIN, "-c", str(self.conf), *args], env=dict(os.environ, **(env or {})),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         self.master_pid = self.proc.pid
         wait_for(lambda: self.status(), what="control socket")
@@ -317,3 +317,11 @@ def broker():
     b = Broker()
     yield b
     b.close()
+
+
+@pytest.fixture
+def web():
+    from webserver import Web
+    w = Web()
+    yield w
+    w.close()

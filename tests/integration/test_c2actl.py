@@ -84,3 +84,23 @@ def test_control_verbs(daemon, monkeypatch):
     rc, out, _ = ctl(d, "--token", "t0k", "stop")
     assert rc == 0 and out.strip() == "stopping gracefully"
     assert d.wait_exit() == 0
+
+
+def test_submit_fetch_upload_callback(daemon, web):
+    web.static("/page.html", "text/html", "<body><nav>x</nav><p>Fetched by the worker.</p></body>")
+    web.static("/up/c.wav", None, b"", status=201)
+    web.static("/cb", "text/plain", "ok")
+    d = daemon(fetch={"allow_private": "127.0.0.1/32"}, output={"keep_uploaded": "no"}).start()
+    rc, out, err = ctl(d, "--json", "submit", "--fetch", web.url("/page.html"), "--id", "c",
+                       "--upload-url", web.url("/up/c.wav"), "--callback-url", web.url("/cb"),
+                       "--engine", "espeak", "--wait")
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["path"] is None and res["url"] == web.url("/up/c.wav")
+    assert res["source_url"] == web.url("/page.html") and res["engine"] == "espeak"
+    assert len(web.got("/up/c.wav", "PUT")[0].body) == res["bytes"]
+    assert json.loads(web.got("/cb", "POST")[0].body) == res
+    rc, out, err = ctl(d, "submit", "--fetch", web.url("/page.html"), "--id", "c2",
+                       "--upload-url", web.url("/up/c.wav"), "--wait")
+    assert rc == 0 and out.strip() == web.url("/up/c.wav")
+    assert ctl(d, "submit", "--fetch", "x", "--text", "y")[0] == 2

@@ -9,7 +9,7 @@
 
 #include "../../worker/job.h"
 
-static const struct job_defaults defs = {"en-us", "wav", 0, 100};
+static const struct job_defaults defs = {"en-us", "wav", 0, 100, "espeak", "alloy", 1, 1};
 
 static int parse(const char *body, const char *msgid, struct job *j, struct job_error *e)
 {
@@ -89,7 +89,17 @@ static void test_errors(void **state)
     expect("{\"id\":\"a\",\"text\":\"hi\",\"sample_rate\":100}", NULL, "bad_field", "sample_rate");
     expect("{\"id\":\"a\",\"text\":\"hi\",\"marks\":1}", NULL, "bad_field", "marks");
     expect("{\"id\":\"a\",\"text\":\"hi\",\"output\":\"a/b\"}", NULL, "bad_field", "output");
-    expect("{\"id\":\"a\",\"url\":\"http://x\"}", NULL, "bad_field", "url");
+    expect("{\"id\":\"a\",\"url\":\"ftp://x/\"}", NULL, "bad_field", "url: expected an http");
+    expect("{\"id\":\"a\",\"url\":\"http://x/a b\"}", NULL, "bad_field", "url");
+    expect("{\"id\":\"a\",\"url\":\"file:///etc/passwd\"}", NULL, "bad_field", "url");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"upload_url\":\"gopher://x\"}", NULL, "bad_field",
+           "upload_url");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"callback_url\":3}", NULL, "bad_field",
+           "callback_url: expected a string");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"engine\":\"festival\"}", NULL, "bad_field", "engine");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"engine\":\"http\",\"marks\":true}", NULL,
+           "bad_field", "marks: only the espeak");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"keep_file\":\"no\"}", NULL, "bad_field", "keep_file");
     /* 101 characters (multi-byte ones count once) against max_chars = 100 */
     char big[512] = "{\"id\":\"a\",\"text\":\"";
     for (int i = 0; i < 101; i++)
@@ -109,6 +119,40 @@ static void test_id_survives_errors(void **state)
     assert_int_equal(parse("garbage", "m-1", &j, &e), -1);
     assert_string_equal(j.id, "m-1");
     job_clear(&j);
+}
+
+static void test_http_fields(void **state)
+{
+    (void)state;
+    struct job j;
+    struct job_error e;
+    assert_int_equal(parse("{\"id\":\"u\",\"url\":\"https://example.org/a?b=c\","
+                           "\"upload_url\":\"http://up.example/x.wav\","
+                           "\"callback_url\":\"http://cb.example/\",\"engine\":\"http\","
+                           "\"keep_file\":false,\"include_text\":true}",
+                           NULL, &j, &e),
+                     0);
+    assert_int_equal(j.source, JOB_URL);
+    assert_string_equal(j.content, "https://example.org/a?b=c");
+    assert_string_equal(j.upload_url, "http://up.example/x.wav");
+    assert_string_equal(j.callback_url, "http://cb.example/");
+    assert_int_equal(j.engine, ENGINE_HTTP);
+    assert_string_equal(j.voice, "alloy"); /* the http engine's default voice */
+    assert_false(j.keep_file);
+    assert_true(j.include_text);
+    job_clear(&j);
+    assert_int_equal(parse("{\"id\":\"v\",\"text\":\"x\"}", NULL, &j, &e), 0);
+    assert_int_equal(j.engine, ENGINE_ESPEAK);
+    assert_null(j.upload_url);
+    assert_true(j.keep_file);
+    job_clear(&j);
+    /* Without [speech] http_url the engine cannot be chosen. */
+    struct job_defaults d = defs;
+    d.http_configured = 0;
+    const char *b = "{\"id\":\"w\",\"text\":\"x\",\"engine\":\"http\"}";
+    assert_int_equal(job_parse(b, strlen(b), NULL, &d, &j, &e), -1);
+    assert_string_equal(e.code, "bad_field");
+    assert_string_equal(j.id, "w");
 }
 
 static void test_helpers(void **state)
@@ -135,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_message_id),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_id_survives_errors),
+        cmocka_unit_test(test_http_fields),
         cmocka_unit_test(test_helpers),
     };
     return cmocka_run_group_tests_name("job", tests, NULL, NULL);

@@ -1,0 +1,26 @@
+/*
+ * The http engine: an OpenAI-style speech server (`POST {http_url}/audio/speech`
+ * with {"model", "input", "voice", "response_format": "wav", "speed"}). The
+ * requests run on the worker's loop (fetch.c), one piece of text at a time; the
+ * WAV answers are decoded and re-encoded here, on the synthesis thread, so the
+ * http engine gives every format and sample rate the espeak engine does.
+ */
+#ifndef C2A_TTS_HTTP_H
+#define C2A_TTS_HTTP_H
+
+#include "encode.h"
+#include "job.h"
+#include "synth.h"
+
+/* The request body for one piece of text (malloc'd JSON). The job's rate (words
+ * a minute, espeak's 175 being normal) becomes speed, clamped to 0.25..4. */
+char *tts_http_request(const char *model, const char *voice, int rate, const char *input);
+
+/* Decode the parts (WAV, any channel count: mixed down to mono) and encode them,
+ * in order, into one file for the job. 0, or -1 with an error code (32 bytes:
+ * synth_failed, too_large, write_failed, bad_field), a reason and *permanent. */
+int tts_http_render(const struct wav_part *parts, int n, const struct job *job, const char *dir,
+                    int max_duration_s, struct encoded *out, int *permanent, char *code,
+                    char *err, size_t errlen);
+
+#endif
