@@ -16,7 +16,10 @@ PYTEST_ARGS ?=
 # pipeline (AMQP, synthesis, encoding) is a shared object each worker loads
 # after fork, so the master never maps espeak-ng or the codecs.
 PKGS      := libevent jansson
-PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto libcurl libxml-2.0
+PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto
+# HTTP support (libcurl, libxml2) is a second shared object, loaded by a worker
+# only when a job needs it.
+HTTP_PKGS := libevent jansson libcurl libxml-2.0
 PKGLIBDIR ?= $(PREFIX)/lib/c2a-worker
 
 ifeq ($(SANITIZE),1)
@@ -27,9 +30,10 @@ BUILD ?= build
 SANFLAGS :=
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS))
+PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS) $(HTTP_PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
-PIPE_LIBS  := $(shell pkg-config --libs $(PIPE_PKGS)) -lpthread
+PIPE_LIBS  := $(shell pkg-config --libs $(PIPE_PKGS)) -lpthread -ldl
+HTTP_LIBS  := $(shell pkg-config --libs $(HTTP_PKGS))
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -40,12 +44,15 @@ LDLIBS  += $(PKG_LIBS) -ldl
 
 COMMON_SRC := $(wildcard common/*.c)
 SHELL_SRC  := worker/worker.c worker/app.c
-PIPE_SRC   := $(filter-out $(SHELL_SRC),$(wildcard worker/*.c))
+HTTP_SRC   := worker/fetch.c worker/content.c worker/http_so.c
+PIPE_SRC   := $(filter-out $(SHELL_SRC) $(HTTP_SRC),$(wildcard worker/*.c))
 DAEMON_SRC := $(wildcard master/*.c) $(SHELL_SRC)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 PIPE_OBJ   := $(PIPE_SRC:%.c=$(BUILD)/%.o)
+HTTP_OBJ   := $(HTTP_SRC:%.c=$(BUILD)/%.o)
 PIPELINE   := $(BUILD)/c2a-pipeline.so
+HTTPLIB    := $(BUILD)/c2a-http.so
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -57,7 +64,7 @@ CTL := $(BUILD)/c2actl
 CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libcurl)
 
 .PHONY: all check unit integration install clean lint bench-tools
-all: $(BIN) $(PIPELINE) $(CTL)
+all: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
 
 $(CTL): $(BUILD)/ctl/c2actl.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
@@ -69,14 +76,19 @@ $(BIN): $(DAEMON_OBJ) $(COMMON_OBJ)
 $(PIPELINE): $(PIPE_OBJ)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PIPE_LIBS)
 
+# job.o too: content.c strips control characters as job.c does.
+$(HTTPLIB): $(HTTP_OBJ) $(BUILD)/worker/job.o
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(HTTP_LIBS)
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ) $(PIPE_OBJ)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ) $(PIPE_OBJ) $(HTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ \
-		$(filter %.c %.o,$^) $(LDLIBS) $(PIPE_LIBS) -lm $(shell pkg-config --libs cmocka)
+		$(filter %.c %.o,$^) $(LDLIBS) $(PIPE_LIBS) $(HTTP_LIBS) -lm \
+		$(shell pkg-config --libs cmocka)
 
 $(BUILD)/tests/%.so: tests/apps/%.c worker/c2a_app.h
 	@mkdir -p $(dir $@)
@@ -100,7 +112,7 @@ $(BUILD)/bench/inproc: bench/inproc.c $(BUILD)/worker/encode.o $(BUILD)/worker/j
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
-integration: $(BIN) $(PIPELINE) $(CTL) $(TEST_APPS) $(TEST_TOOLS)
+integration: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL) $(TEST_APPS) $(TEST_TOOLS)
 	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) C2A_SANITIZE=$(SANITIZE) \
 		$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
@@ -111,7 +123,7 @@ check: all
 lint:
 	@for m in man/*.[0-9]; do mandoc -Tlint -Wwarning $$m || exit 1; done
 
-install: $(BIN) $(PIPELINE) $(CTL)
+install: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/include/c2a \
 		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(PREFIX)/lib/systemd/system
@@ -120,6 +132,7 @@ install: $(BIN) $(PIPELINE) $(CTL)
 	install -m 0755 $(CTL) $(DESTDIR)$(PREFIX)/bin/c2actl
 	install -m 0644 man/c2actl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 $(PIPELINE) $(DESTDIR)$(PKGLIBDIR)/c2a-pipeline.so
+	install -m 0644 $(HTTPLIB) $(DESTDIR)$(PKGLIBDIR)/c2a-http.so
 	install -m 0644 man/c2a-worker.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 man/c2a-worker.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 worker/c2a_app.h $(DESTDIR)$(PREFIX)/include/c2a/

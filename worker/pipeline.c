@@ -3,6 +3,7 @@
 #include "content.h"
 #include "encode.h"
 #include "fetch.h"
+#include "http_api.h"
 #include "job.h"
 #include "synth.h"
 #include "tts_http.h"
@@ -67,6 +68,7 @@ struct pipeline {
     struct pipeline_env env;
     struct amqp_link *link;
     struct synth *synth;
+    const struct http_api *http; /* c2a-http.so, once a job needed it */
     struct fetcher *fetcher;
     /* Received and not finished, in order of arrival: waiting for the thread or
      * for a transfer. The task on the thread is not in the list. */
@@ -87,21 +89,27 @@ struct pipeline {
 static void kick(struct pipeline *p);
 static void maybe_stopped(struct pipeline *p);
 
+static void free_pieces(char **pieces, int n)
+{
+    for (int i = 0; pieces && i < n; i++)
+        free(pieces[i]);
+    free(pieces);
+}
+
 static void task_free(struct task *t)
 {
     if (!t)
         return;
-    fetch_cancel(t->net);
+    if (t->net)
+        t->p->http->fetch_cancel(t->net);
     free(t->raw);
-    if (t->pieces)
-        content_free_pieces(t->pieces, t->n_pieces);
+    free_pieces(t->pieces, t->n_pieces);
     for (int i = 0; i < t->n_wavs; i++)
         free(t->wavs[i].data);
     free(t->wavs);
     json_decref(t->result);
     free(t->work.spoken_text);
-    if (t->work.pieces)
-        content_free_pieces(t->work.pieces, t->work.n_pieces);
+    free_pieces(t->work.pieces, t->work.n_pieces);
     free(t->work.app_result.json);
     job_clear(&t->job);
     free(t->work.marks_json);
@@ -390,7 +398,7 @@ static void after_audio(struct pipeline *p, struct task *t)
                                 .timeout_s = cfg->upload_timeout};
         t->phase = PH_UPLOAD;
         list_append(p, t);
-        t->net = fetch_start(p->fetcher, &req, on_upload_done, t);
+        t->net = p->http->fetch_start(p->fetcher, &req, on_upload_done, t);
     } else if (t->job.callback_url) {
         char *body = json_dumps(t->result, JSON_COMPACT);
         struct fetch_req req = {.method = FETCH_POST, .url = t->job.callback_url,
@@ -400,7 +408,7 @@ static void after_audio(struct pipeline *p, struct task *t)
         if (t->phase != PH_UPLOAD)
             list_append(p, t);
         t->phase = PH_CALLBACK;
-        t->net = fetch_start(p->fetcher, &req, on_callback_done, t);
+        t->net = p->http->fetch_start(p->fetcher, &req, on_callback_done, t);
         free(body);
         free(t->job.callback_url);
         t->job.callback_url = NULL;
@@ -427,7 +435,7 @@ static void next_tts_request(struct pipeline *p, struct task *t)
                             .content_type = "application/json", .body = body,
                             .body_len = strlen(body), .bearer = cfg->http_token,
                             .max_bytes = cap, .timeout_s = cfg->http_timeout, .trusted = 1};
-    t->net = fetch_start(p->fetcher, &req, on_tts_done, t);
+    t->net = p->http->fetch_start(p->fetcher, &req, on_tts_done, t);
     free(body);
     free(url);
 }
@@ -591,6 +599,7 @@ static void kick(struct pipeline *p)
     slot_set_job(p->env.slot, t->job.id);
     atomic_store(&p->env.slot->state, WS_BUSY);
     struct synth_work *w = &t->work;
+    w->http = p->http;
     w->ok = w->permanent = 0;
     w->code[0] = w->message[0] = '\0';
     w->job = &t->job;
@@ -627,7 +636,7 @@ static void enqueue(struct pipeline *p, struct task *t)
                                 .max_bytes = (size_t)p->env.cfg->fetch_max_bytes,
                                 .timeout_s = p->env.cfg->fetch_timeout,
                                 .follow_redirects = 1};
-        t->net = fetch_start(p->fetcher, &req, on_fetched, t);
+        t->net = p->http->fetch_start(p->fetcher, &req, on_fetched, t);
         return;
     }
     kick(p);
@@ -645,6 +654,29 @@ static void app_job_id(const struct amqp_delivery *d, char *id, size_t len)
         s = json_string_value(v);
     strlcpy_c2a(id, job_safe_name(s, JOB_ID_MAX) ? s : "", len);
     json_decref(root);
+}
+
+static int job_needs_http(const struct job *job)
+{
+    return job->source == JOB_URL || job->upload_url || job->callback_url ||
+           job->engine == ENGINE_HTTP;
+}
+
+/* HTTP support is loaded, and the worker's fetcher made, by the first job that
+ * needs them. */
+static int ensure_http(struct pipeline *p, char *err, size_t errlen)
+{
+    if (p->fetcher)
+        return 0;
+    if (!p->http)
+        p->http = http_api_load(err, errlen);
+    if (p->http)
+        p->fetcher = p->http->fetcher_new(p->env.base, p->env.cfg, err, errlen);
+    if (!p->fetcher) {
+        log_error("%s", err);
+        return -1;
+    }
+    return 0;
 }
 
 static void on_delivery(void *arg, struct amqp_delivery *d)
@@ -702,6 +734,11 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
     if (job_parse(d->body, d->body_len, d->message_id, &defs, &t->job, &err) < 0) {
         count_done(p, t, 0);
         finish_dead(p, t, err.code, err.message);
+        return;
+    }
+    if (job_needs_http(&t->job) && ensure_http(p, err.message, sizeof(err.message)) < 0) {
+        count_done(p, t, 0);
+        retry_later(p, t, "fetch_failed", err.message);
         return;
     }
     t->phase = t->job.source == JOB_URL ? PH_FETCH : PH_SYNTH;
@@ -810,17 +847,9 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
         encode_clean_stale(env->cfg->output_dir);
     struct pipeline *p = xcalloc(1, sizeof(*p));
     p->env = *env;
-    if (!env->noop && !env->app) {
-        p->fetcher = fetcher_new(env->base, env->cfg, err, errlen);
-        if (!p->fetcher) {
-            free(p);
-            return NULL;
-        }
-    }
     if (!env->noop) {
         p->synth = synth_start(env->base, !env->app, on_synth_done, p, err, errlen);
         if (!p->synth) {
-            fetcher_free(p->fetcher);
             free(p);
             return NULL;
         }
@@ -882,7 +911,8 @@ static void maybe_stopped(struct pipeline *p)
     while (t) {
         struct task *next = t->next;
         if (!t->started) {
-            fetch_cancel(t->net);
+            if (t->net)
+                p->http->fetch_cancel(t->net);
             t->net = NULL;
             list_remove(p, t);
             requeue(p, t, t->d->queue, t->d->attempts);
@@ -919,7 +949,8 @@ static void pipeline_free(struct pipeline *p)
             task_free(t);
     }
     free(p->confirms);
-    fetcher_free(p->fetcher);
+    if (p->fetcher)
+        p->http->fetcher_free(p->fetcher);
     amqp_link_free(p->link);
     if (p->stop_check)
         event_free(p->stop_check);

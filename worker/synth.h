@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 struct event_base;
+struct http_api;
 struct synth;
 
 /* What the thread does with a speech job. */
@@ -39,6 +40,7 @@ struct synth_work {
     const char *raw_type;
     int max_chars;
     size_t piece_max;             /* SW_PREPARE */
+    const struct http_api *http;  /* content functions, for url jobs and the http engine */
     const struct wav_part *wavs;  /* SW_RENDER */
     int n_wavs;
     /* in: an app's job (app set), or a speech job */

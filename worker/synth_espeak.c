@@ -1,5 +1,5 @@
 #include "synth.h"
-#include "content.h"
+#include "http_api.h"
 #include "tts_http.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -209,11 +209,11 @@ static int job_text(struct synth_work *w, struct content *c)
         return 0;
     }
     char err[256];
-    if (content_prepare(w->raw, w->raw_len, w->raw_type, c, err, sizeof(err)) < 0) {
+    if (w->http->content_prepare(w->raw, w->raw_len, w->raw_type, c, err, sizeof(err)) < 0) {
         fail_work(w, 1, "bad_field", "url: %s", err);
         return -1;
     }
-    if (content_chars(c->text, c->len) > (size_t)w->max_chars) {
+    if (w->http->content_chars(c->text, c->len) > (size_t)w->max_chars) {
         fail_work(w, 1, "too_large", "url: the content is longer than %d characters",
                   w->max_chars);
         free(c->text);
@@ -227,11 +227,11 @@ static void prepare_pieces(struct synth_work *w, const struct content *c)
 {
     struct content plain = *c;
     char err[256];
-    if (c->ssml && content_ssml_plain(c->text, c->len, &plain, err, sizeof(err)) < 0) {
+    if (c->ssml && w->http->content_ssml_plain(c->text, c->len, &plain, err, sizeof(err)) < 0) {
         fail_work(w, 1, "bad_field", "ssml: %s", err);
         return;
     }
-    w->n_pieces = content_split(plain.text, plain.len, w->piece_max, &w->pieces);
+    w->n_pieces = w->http->content_split(plain.text, plain.len, w->piece_max, &w->pieces);
     if (plain.text != c->text)
         free(plain.text);
     if (w->n_pieces == 0)
