@@ -214,6 +214,24 @@ static void walk(struct extract *x, const xmlNode *n)
     }
 }
 
+/* The text of the nodes from `first` on (and their descendants) into out; frees
+ * doc either way. */
+static int take_text(xmlDocPtr doc, const xmlNode *first, struct content *out, char *err,
+                     size_t errlen, const char *what)
+{
+    struct extract x = {{NULL, 0, 0}, 0, 0};
+    walk(&x, first);
+    xmlFreeDoc(doc);
+    if (!x.out.len) {
+        free(x.out.s);
+        snprintf(err, errlen, "%s has no readable text", what);
+        return -1;
+    }
+    out->text = x.out.s;
+    out->len = x.out.len;
+    return 0;
+}
+
 static const xmlNode *find_element(const xmlNode *n, const char *name)
 {
     for (; n; n = n->next) {
@@ -248,22 +266,10 @@ static int html_text(const char *body, size_t len, const char *charset, struct c
         from = find_element(root, "main");
     if (!from)
         from = find_element(root, "body");
-    struct extract x = {{NULL, 0, 0}, 0, 0};
-    if (from) {
-        if (!skipped_element(from))
-            walk(&x, from->children);
-    } else {
-        walk(&x, root);
-    }
-    xmlFreeDoc(doc);
-    if (!x.out.len) {
-        free(x.out.s);
-        snprintf(err, errlen, "the page has no readable text");
-        return -1;
-    }
-    out->text = x.out.s;
-    out->len = x.out.len;
-    return 0;
+    const xmlNode *first = root;
+    if (from)
+        first = skipped_element(from) ? NULL : from->children;
+    return take_text(doc, first, out, err, errlen, "the page");
 }
 
 /* ---- SSML ---- */
@@ -319,17 +325,7 @@ int content_ssml_plain(const char *ssml, size_t len, struct content *out, char *
         snprintf(err, errlen, "the SSML is not well-formed XML");
         return -1;
     }
-    struct extract x = {{NULL, 0, 0}, 0, 0};
-    walk(&x, xmlDocGetRootElement(doc));
-    xmlFreeDoc(doc);
-    if (!x.out.len) {
-        free(x.out.s);
-        snprintf(err, errlen, "the SSML has no text to speak");
-        return -1;
-    }
-    out->text = x.out.s;
-    out->len = x.out.len;
-    return 0;
+    return take_text(doc, xmlDocGetRootElement(doc), out, err, errlen, "the SSML");
 }
 
 int content_prepare(const char *body, size_t len, const char *content_type, struct content *out,
