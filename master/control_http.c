@@ -32,6 +32,10 @@
 /* The kernel caps this at net.core.somaxconn; a deep queue rides out bursts of
  * connections while the loop is busy closing the previous burst. */
 #define LISTEN_BACKLOG 4096
+/* Connections that made a request and are still open (keep-alive included).
+ * At the cap the listener pauses: new clients wait in the kernel's backlog
+ * until one closes (idle ones close after CLIENT_TIMEOUT_S). */
+#define MAX_CONNECTIONS 256
 
 struct control {
     struct master *m;
@@ -43,6 +47,10 @@ struct control {
     char unix_path[108];
     int fd;
     int handed_over; /* the socket belongs to another master now: never unlink it */
+    struct evhttp_connection *conns[MAX_CONNECTIONS];
+    int nconns;
+    int capped;  /* the listener is paused at MAX_CONNECTIONS */
+    int closing; /* control_free() is freeing the server */
 };
 
 /* A unix socket path may be left over from a crash: remove it unless something
@@ -337,9 +345,46 @@ static const struct route {
     {"/workers", EVHTTP_REQ_POST, handle_workers},
 };
 
+static void connection_closed(struct evhttp_connection *evcon, void *arg)
+{
+    struct control *c = arg;
+    for (int i = 0; i < c->nconns; i++) {
+        if (c->conns[i] == evcon) {
+            c->conns[i] = c->conns[--c->nconns];
+            break;
+        }
+    }
+    if (c->capped && !c->closing) {
+        c->capped = 0;
+        evconnlistener_enable(c->listener);
+    }
+}
+
+/* evhttp has no hook at accept: a connection is counted at its first request. */
+static void count_connection(struct control *c, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    if (!evcon)
+        return;
+    for (int i = 0; i < c->nconns; i++)
+        if (c->conns[i] == evcon)
+            return;
+    if (c->nconns == MAX_CONNECTIONS)
+        return; /* accepted before the pause took effect: served, not counted */
+    c->conns[c->nconns++] = evcon;
+    evhttp_connection_set_closecb(evcon, connection_closed, c);
+    if (c->nconns == MAX_CONNECTIONS && !c->capped) {
+        log_warn("control socket: %d connections open; new ones wait until one closes",
+                 MAX_CONNECTIONS);
+        c->capped = 1;
+        evconnlistener_disable(c->listener);
+    }
+}
+
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     struct control *c = arg;
+    count_connection(c, req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !path[0])
@@ -397,7 +442,7 @@ static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct control *c = arg;
-    if (c->listener)
+    if (c->listener && !c->capped)
         evconnlistener_enable(c->listener);
 }
 
@@ -474,6 +519,7 @@ void control_free(struct control *c)
     if (!c)
         return;
     track(c, 0);
+    c->closing = 1; /* evhttp_free() calls connection_closed() after freeing the listener */
     if (c->http)
         evhttp_free(c->http); /* frees the bound socket and its listener */
     else if (c->listener)
