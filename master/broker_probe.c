@@ -453,8 +453,8 @@ static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
         char text[256] = "";
         get_u16(r, &code);
         get_shortstr(r, text, sizeof(text));
+        /* The broker closes the socket after this; close-ok is a courtesy. */
         send_method(p, 0, 10, 51, NULL);
-        bufferevent_flush(p->bev, EV_WRITE, BEV_FLUSH);
         probe_drop(p, "closed by the broker: %u %s", code, text);
         return -1;
     }
