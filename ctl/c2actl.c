@@ -181,6 +181,25 @@ static int cmd_status(const struct opts *o, const struct config *cfg)
                json_integer_value(json_object_get(w, "rss_kb")),
                json_is_string(job) ? json_string_value(job) : "-");
     }
+    json_t *broker = json_object_get(st, "broker");
+    const char *why = json_string_value(json_object_get(broker, "probe_error"));
+    printf("\n%10s %10s  %-11s %s\n", "MESSAGES", "CONSUMERS", "KIND", "QUEUE");
+    json_t *q;
+    json_array_foreach(json_object_get(st, "queues"), i, q)
+    {
+        json_t *msgs = json_object_get(q, "messages"), *cons = json_object_get(q, "consumers");
+        char m[24] = "unknown", c[24] = "unknown";
+        if (!json_is_true(json_object_get(q, "exists")))
+            snprintf(m, sizeof(m), "missing");
+        else if (json_is_integer(msgs)) {
+            snprintf(m, sizeof(m), "%lld", (long long)json_integer_value(msgs));
+            snprintf(c, sizeof(c), "%lld", (long long)json_integer_value(cons));
+        }
+        printf("%10s %10s  %-11s %s\n", m, c, json_string_value(json_object_get(q, "kind")),
+               json_string_value(json_object_get(q, "name")));
+    }
+    if (why)
+        printf("queue depths unknown: %s\n", why);
     json_decref(st);
     return 0;
 }

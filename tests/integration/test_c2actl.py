@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from conftest import BIN, sfinfo
+from conftest import BIN, queue_name, sfinfo, wait_for
 
 CTL = os.path.join(os.path.dirname(BIN), "c2actl")
 
@@ -57,6 +57,10 @@ def test_status(daemon):
     assert f"master {d.master_pid}  running" in out
     for pid in d.worker_pids():
         assert str(pid) in out
+    q = queue_name(d.tmp, d.name)
+    wait_for(lambda: f"         0          2  work        {q}\n" in ctl(d, "status")[1],
+             what="the queue line")
+    assert f"dead-letter {q}.dead" in ctl(d, "status")[1]
     rc, out, _ = ctl(d, "--json", "status")
     assert json.loads(out)["pid"] == d.master_pid
     rc, _, err = ctl(d, "-s", "127.0.0.1:1", "status")
