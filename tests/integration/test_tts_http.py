@@ -33,7 +33,8 @@ def tone(seconds, hz=440.0, channels=1):
 
 
 class FakeTTS:
-    """Answers 10 ms of tone per character of input, so durations add up."""
+    """Answers 10 ms of tone per character of input, so durations add up; in
+    mono or stereo, some with the sizes a streaming server leaves unknown."""
 
     def __init__(self, web, max_input=None, status=None):
         self.inputs = []
@@ -57,8 +58,11 @@ class FakeTTS:
             self.problems.append(repr(e))
             return h.reply(400, "application/json", b'{"error": {"message": "bad request"}}')
         self.inputs.append(doc)
-        h.reply(200, "audio/wav", tone(0.01 * len(doc["input"]), channels=2 if
-                                       len(self.inputs) % 2 else 1))
+        wav = tone(0.01 * len(doc["input"]), channels=2 if len(self.inputs) % 2 else 1)
+        if len(self.inputs) % 3 == 0:
+            # As a streaming server writes it: RIFF and data sizes unknown.
+            wav = wav[:4] + b"\xff\xff\xff\xff" + wav[8:40] + b"\xff\xff\xff\xff" + wav[44:]
+        h.reply(200, "audio/wav", wav)
 
 
 def http_engine(web, **speech):
