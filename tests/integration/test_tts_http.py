@@ -116,21 +116,25 @@ def test_long_text_split_at_sentences_and_joined(daemon, broker, web):
 def test_per_job_engine_and_errors(daemon, broker, web):
     tts = FakeTTS(web)
     # espeak by default; the http engine configured and chosen per job
+    web.static("/page.html", "text/html", "<body><nav>Menu</nav><p>From a page.</p></body>")
     d = daemon(speech={"http_url": web.url("/v1"), "http_token": TOKEN,
                        "http_model": "tts-test"},
-               workers={"count": "1"}).start()
+               fetch={"allow_private": "127.0.0.1/32"}, workers={"count": "1"}).start()
     q = queue_of(d)
     broker.publish(q, {"id": "local", "text": "Spoken by espeak."})
     broker.publish(q, {"id": "remote", "text": "Spoken remotely.", "engine": "http"})
     broker.publish(q, {"id": "ssml", "ssml": "<speak>Plain <break time='1s'/> words.</speak>",
                        "engine": "http"})
-    res = broker.wait_results(3)
+    broker.publish(q, {"id": "page", "url": web.url("/page.html"), "engine": "http"})
+    res = broker.wait_results(4)
     assert res["local"]["engine"] == "espeak" and res["remote"]["engine"] == "http"
-    assert [doc["input"] for doc in tts.inputs] == ["Spoken remotely.", "Plain words."]
+    assert res["page"]["status"] == "ok", res["page"]
+    assert [doc["input"] for doc in tts.inputs] == ["Spoken remotely.", "Plain words.",
+                                                    "From a page."]
     assert tts.inputs[0]["voice"] == "alloy"  # http_voice's default
 
     tts.status = 401  # a refused token will not get better
     broker.publish(q, {"id": "refused", "text": "x", "engine": "http"})
-    r = broker.wait_results(4)["refused"]
+    r = broker.wait_results(5)["refused"]
     assert r["error"]["code"] == "synth_failed" and r["attempts"] == 1
     assert "HTTP 401" in r["error"]["message"]
