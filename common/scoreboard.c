@@ -69,6 +69,8 @@ int scoreboard_acquire(struct scoreboard *sb)
         atomic_store(&s->jobs_retried, 0);
         atomic_store(&s->jobs_dead, 0);
         atomic_store(&s->rss_kb, 0);
+        atomic_store(&s->jobs_in_hand, 0);
+        atomic_store(&s->transfers, 0);
         s->current_job[0] = '\0';
         atomic_store(&s->seq, 0);
         memset(&s->job_seconds, 0, sizeof(s->job_seconds));

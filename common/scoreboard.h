@@ -51,6 +51,8 @@ struct sb_slot {
     atomic_uint_least64_t jobs_retried;
     atomic_uint_least64_t jobs_dead;
     atomic_uint_least64_t rss_kb;
+    atomic_uint jobs_in_hand; /* received and not yet acked or handed back */
+    atomic_uint transfers;    /* HTTP transfers in flight (fetch, TTS, upload, callback) */
     atomic_uint seq; /* odd while current_job is being written */
     char current_job[SCOREBOARD_JOB_LEN];
     struct sb_hist_job job_seconds;

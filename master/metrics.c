@@ -76,7 +76,7 @@ void metrics_render(struct master *m, struct evbuffer *b)
     memcpy(audio_le, m->retired_audio_seconds.le, sizeof(audio_le));
     int by_state[WS_STOPPING + 1] = {0};
     int connected = 0;
-    uint64_t rss_kb = 0;
+    uint64_t rss_kb = 0, in_hand = 0, transfers = 0;
     for (int i = 0; i < m->nchildren; i++) {
         struct sb_slot *s = scoreboard_slot(m->sb, m->children[i].slot);
         ok += atomic_load(&s->jobs_ok);
@@ -94,6 +94,8 @@ void metrics_render(struct master *m, struct evbuffer *b)
             by_state[st]++;
         connected |= atomic_load(&s->broker_connected);
         rss_kb += atomic_load(&s->rss_kb);
+        in_hand += atomic_load(&s->jobs_in_hand);
+        transfers += atomic_load(&s->transfers);
     }
 
     header(b, "c2a_jobs_total", "counter", "Jobs finished, by outcome.");
@@ -114,6 +116,11 @@ void metrics_render(struct master *m, struct evbuffer *b)
     for (int st = WS_BOOTING; st <= WS_STOPPING; st++)
         evbuffer_add_printf(b, "c2a_workers{state=\"%s\"} %d\n",
                             worker_state_name((enum worker_state)st), by_state[st]);
+    header(b, "c2a_jobs_in_hand", "gauge", "Jobs received by workers and not yet acked.");
+    evbuffer_add_printf(b, "c2a_jobs_in_hand %llu\n", (unsigned long long)in_hand);
+    header(b, "c2a_http_transfers", "gauge",
+           "HTTP transfers in flight: fetches, TTS requests, uploads, callbacks.");
+    evbuffer_add_printf(b, "c2a_http_transfers %llu\n", (unsigned long long)transfers);
     header(b, "c2a_workers_target", "gauge", "Worker processes wanted.");
     evbuffer_add_printf(b, "c2a_workers_target %d\n", m->target);
     header(b, "c2a_broker_connected", "gauge", "1 when at least one worker is connected.");

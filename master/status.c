@@ -80,6 +80,8 @@ json_t *status_build(struct master *m, int full)
             (int)c->generation, "broker_connected", atomic_load(&s->broker_connected));
         json_object_set_new(w, "job_elapsed_ms",
                             job_start ? json_integer(now_mono - job_start) : json_null());
+        json_object_set_new(w, "jobs_in_hand", json_integer(atomic_load(&s->jobs_in_hand)));
+        json_object_set_new(w, "transfers", json_integer(atomic_load(&s->transfers)));
         if (full) {
             json_object_set_new(w, "slot", json_integer(c->slot));
             json_object_set_new(w, "jobs_retried",

@@ -95,8 +95,8 @@ void status_html(struct master *m, struct evbuffer *b)
 
     evbuffer_add_printf(b, "<h2>Workers</h2>\n<table><tr><th>pid</th><th class=\"l\">state</th>"
                            "<th class=\"l\">current job</th><th>for</th><th>ok</th>"
-                           "<th>failed</th><th>RSS</th><th>age</th><th>heartbeat</th>"
-                           "<th>gen</th></tr>\n");
+                           "<th>failed</th><th>in hand</th><th>HTTP</th><th>RSS</th>"
+                           "<th>age</th><th>heartbeat</th><th>gen</th></tr>\n");
     size_t i;
     json_t *w;
     json_array_foreach(json_object_get(st, "workers"), i, w)
@@ -111,8 +111,11 @@ void status_html(struct master *m, struct evbuffer *b)
         else
             evbuffer_add_printf(b, "</td><td>");
         double hb = now - json_number_value(json_object_get(w, "heartbeat_at"));
-        evbuffer_add_printf(b, "</td><td>%lld</td><td>%lld</td><td>%.1f MB</td><td>",
-                            num(w, "jobs_ok"), num(w, "jobs_failed"), num(w, "rss_kb") / 1024.0);
+        evbuffer_add_printf(b,
+                            "</td><td>%lld</td><td>%lld</td><td>%lld</td><td>%lld</td>"
+                            "<td>%.1f MB</td><td>",
+                            num(w, "jobs_ok"), num(w, "jobs_failed"), num(w, "jobs_in_hand"),
+                            num(w, "transfers"), num(w, "rss_kb") / 1024.0);
         duration(b, num(w, "age_s"));
         evbuffer_add_printf(b, "</td><td class=\"%s\">%.1f s ago</td><td>%lld</td></tr>\n",
                             hb > 5 ? "bad" : "ok", hb < 0 ? 0 : hb, num(w, "generation"));

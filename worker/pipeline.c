@@ -36,6 +36,7 @@ enum task_phase {
 struct task {
     struct task *next;
     struct pipeline *p;
+    struct sb_slot *slot;
     enum task_phase phase;
     struct fetch *net;     /* the transfer in flight, if any */
     int started;           /* has been on the synthesis thread */
@@ -89,6 +90,30 @@ struct pipeline {
 static void kick(struct pipeline *p);
 static void maybe_stopped(struct pipeline *p);
 
+/* Every transfer of a task goes through these two, so the scoreboard's count of
+ * transfers in flight stays right. */
+static void net_start(struct task *t, const struct fetch_req *req, fetch_done_fn done)
+{
+    t->net = t->p->http->fetch_start(t->p->fetcher, req, done, t);
+    atomic_fetch_add(&t->slot->transfers, 1);
+}
+
+/* A transfer ended (from its callback) or is abandoned (cancel set). */
+static void net_end(struct task *t, int cancel)
+{
+    if (!t->net)
+        return;
+    if (cancel)
+        t->p->http->fetch_cancel(t->net);
+    t->net = NULL;
+    atomic_fetch_sub(&t->slot->transfers, 1);
+}
+
+static void net_cancel(struct task *t)
+{
+    net_end(t, 1);
+}
+
 static void free_pieces(char **pieces, int n)
 {
     for (int i = 0; pieces && i < n; i++)
@@ -100,8 +125,8 @@ static void task_free(struct task *t)
 {
     if (!t)
         return;
-    if (t->net)
-        t->p->http->fetch_cancel(t->net);
+    net_cancel(t);
+    atomic_fetch_sub(&t->slot->jobs_in_hand, 1);
     free(t->raw);
     free_pieces(t->pieces, t->n_pieces);
     for (int i = 0; i < t->n_wavs; i++)
@@ -358,7 +383,7 @@ static void after_audio(struct pipeline *p, struct task *t);
 static void on_callback_done(void *arg, struct fetch_result *r)
 {
     struct task *t = arg;
-    t->net = NULL;
+    net_end(t, 0);
     if (!r->ok) {
         task_fail(t->p, t, r->transient, "callback_failed", "callback_url: %s", r->error);
         return;
@@ -370,7 +395,7 @@ static void on_upload_done(void *arg, struct fetch_result *r)
 {
     struct task *t = arg;
     struct pipeline *p = t->p;
-    t->net = NULL;
+    net_end(t, 0);
     if (!r->ok) {
         task_fail(p, t, r->transient, "upload_failed", "upload_url: %s", r->error);
         return;
@@ -398,7 +423,7 @@ static void after_audio(struct pipeline *p, struct task *t)
                                 .timeout_s = cfg->upload_timeout};
         t->phase = PH_UPLOAD;
         list_append(p, t);
-        t->net = p->http->fetch_start(p->fetcher, &req, on_upload_done, t);
+        net_start(t, &req, on_upload_done);
     } else if (t->job.callback_url) {
         char *body = json_dumps(t->result, JSON_COMPACT);
         struct fetch_req req = {.method = FETCH_POST, .url = t->job.callback_url,
@@ -408,7 +433,7 @@ static void after_audio(struct pipeline *p, struct task *t)
         if (t->phase != PH_UPLOAD)
             list_append(p, t);
         t->phase = PH_CALLBACK;
-        t->net = p->http->fetch_start(p->fetcher, &req, on_callback_done, t);
+        net_start(t, &req, on_callback_done);
         free(body);
         free(t->job.callback_url);
         t->job.callback_url = NULL;
@@ -435,7 +460,7 @@ static void next_tts_request(struct pipeline *p, struct task *t)
                             .content_type = "application/json", .body = body,
                             .body_len = strlen(body), .bearer = cfg->http_token,
                             .max_bytes = cap, .timeout_s = cfg->http_timeout, .trusted = 1};
-    t->net = p->http->fetch_start(p->fetcher, &req, on_tts_done, t);
+    net_start(t, &req, on_tts_done);
     free(body);
     free(url);
 }
@@ -444,7 +469,7 @@ static void on_tts_done(void *arg, struct fetch_result *r)
 {
     struct task *t = arg;
     struct pipeline *p = t->p;
-    t->net = NULL;
+    net_end(t, 0);
     if (!r->ok) {
         task_fail(p, t, r->transient, "synth_failed", "TTS server, piece %d of %d: %s",
                   t->next_piece + 1, t->n_pieces, r->error);
@@ -465,7 +490,7 @@ static void on_fetched(void *arg, struct fetch_result *r)
 {
     struct task *t = arg;
     struct pipeline *p = t->p;
-    t->net = NULL;
+    net_end(t, 0);
     if (r->too_large) {
         task_fail(p, t, 0, "too_large", "url: the content passed %d bytes ([fetch] max_bytes)",
                   p->env.cfg->fetch_max_bytes);
@@ -636,7 +661,7 @@ static void enqueue(struct pipeline *p, struct task *t)
                                 .max_bytes = (size_t)p->env.cfg->fetch_max_bytes,
                                 .timeout_s = p->env.cfg->fetch_timeout,
                                 .follow_redirects = 1};
-        t->net = p->http->fetch_start(p->fetcher, &req, on_fetched, t);
+        net_start(t, &req, on_fetched);
         return;
     }
     kick(p);
@@ -683,6 +708,9 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
 {
     struct pipeline *p = arg;
     struct task *t = xcalloc(1, sizeof(*t));
+    t->slot = p->env.slot;
+    t->p = p;
+    atomic_fetch_add(&t->slot->jobs_in_hand, 1);
     t->d = d;
     t->received_us = now_mono_us();
     t->attempts = d->attempts + 1;
@@ -911,9 +939,7 @@ static void maybe_stopped(struct pipeline *p)
     while (t) {
         struct task *next = t->next;
         if (!t->started) {
-            if (t->net)
-                p->http->fetch_cancel(t->net);
-            t->net = NULL;
+            net_cancel(t);
             list_remove(p, t);
             requeue(p, t, t->d->queue, t->d->attempts);
         }

@@ -38,6 +38,10 @@ def test_metrics_parse_and_count_jobs(daemon, broker):
     assert m[("c2a_broker_connected", ())] == 1
     assert m[("c2a_worker_restarts_total", (("reason", "crashed"),))] == 0
     assert m[("c2a_master_resident_memory_bytes", ())] > 0
+    # A result is published before its job is acked: in hand a moment longer.
+    m = wait_for(lambda: (lambda x: x[("c2a_jobs_in_hand", ())] == 0 and x)(metrics(d)),
+                 what="jobs acked")
+    assert m[("c2a_http_transfers", ())] == 0
 
 
 def test_healthz(daemon):

@@ -6,6 +6,7 @@ flight at once. Shown by overlap (a server that answers only once it holds all
 import threading
 import time
 
+from conftest import wait_for
 from test_fetch import LOCAL
 from test_pipeline import queue_of
 
@@ -22,10 +23,12 @@ def test_fifty_slow_fetches_overlap_a_long_synthesis(daemon, broker, web):
             arrived.append(time.monotonic())
             if len(arrived) == N:
                 all_in["t"] = time.monotonic()
+                all_in["status"] = d.status()
                 cond.notify_all()
             cond.wait_for(lambda: len(arrived) >= N, timeout=20)
         h.reply(200, "text/plain", f"Fetched text number {req.path[-2:]}.".encode())
 
+    d = None
     for i in range(N):
         web.route(f"/slow/{i:02d}", slow)
     d = daemon(fetch=LOCAL, workers={"count": "1"}, broker={"prefetch": str(N + 5)},
@@ -49,6 +52,13 @@ def test_fifty_slow_fetches_overlap_a_long_synthesis(daemon, broker, web):
     # ...while the long job was still being synthesized on the same worker.
     assert all_in["t"] < done_at["long"]
     assert res["long"]["duration_ms"] > 60_000
+    # The master saw it too: one worker, busy with the long job, 50 transfers and
+    # 51 jobs in hand.
+    (w,) = all_in["status"]["workers"]
+    assert (w["state"], w["current_job"]) == ("busy", "long")
+    assert w["transfers"] == N and w["jobs_in_hand"] == N + 1
+    wait_for(lambda: (lambda w: w["transfers"] == 0 and w["jobs_in_hand"] == 0)(
+        d.status()["workers"][0]), what="all acked")
     pids = {r["worker"] for r in res.values()}
     assert len(pids) == 1
     # And the heartbeat kept flowing: the master never saw a stale worker.
