@@ -458,8 +458,9 @@ static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
         probe_drop(p, "closed by the broker: %u %s", code, text);
         return -1;
     }
-    /* Anything else (blocked/unblocked, close-ok) needs no answer. */
-    return 0;
+    /* Anything else (blocked/unblocked, close-ok) needs no answer. A send that
+     * could not be framed has dropped the connection already. */
+    return p->bev ? 0 : -1;
 }
 
 static void read_cb(struct bufferevent *bev, void *arg)
