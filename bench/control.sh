@@ -4,8 +4,9 @@
 #   2. the same jobs while wrk hammers GET /status, then GET /metrics
 #      (wrk -t1 -c8, keep-alive): requests/s, p50/p99 latency, the master's CPU
 #      and the workers' throughput beside the baseline
-#   3. the same jobs while one client asks /metrics every second (a Prometheus
-#      scrape interval is 15 s; this is fifteen times that)
+#   3. the same jobs while wrk asks about 1,000 times a second (each connection
+#      pausing 8 ms between requests), and while one client asks /metrics every
+#      second (a Prometheus scrape interval is 15 s; this is fifteen times that)
 # On a 2-core machine the two workers use both cores, so in (2) wrk and the
 # master take CPU the workers would have had: the master's CPU seconds say how
 # much of that is the master and wrk_cpu how much is the load generator.
@@ -58,11 +59,16 @@ N=$(awk -v r="$(field "$w" jobs/s)" -v s="$SECS" 'BEGIN{printf "%d", r * s}')
 
 echo "c2a-worker control socket bench: $(nproc) cores, $WORKERS speech workers, $N jobs per run, $(date -u +%Y-%m-%d)"
 printf '%-30s %9s %9s %9s %11s %9s %13s\n' case req/s p50 p99 master_cpu wrk_cpu worker_jobs/s
+# Each of wrk's 8 connections waits 8 ms before each request: about 1,000 req/s.
+echo 'function delay() return 8 end' > "$TMP/paced.lua"
 run() { # label path|"" mode
     c0=$(cpu_ticks "$MASTER")
-    if [ "$3" = wrk ]; then
+    if [ "$3" = wrk ] || [ "$3" = paced ]; then
+        script=""
+        [ "$3" = paced ] && script="-s $TMP/paced.lua"
+        # shellcheck disable=SC2086
         /usr/bin/time -f "%U %S" -o "$TMP/wrktime" \
-            wrk -t1 -c8 -d"${SECS}s" --latency "http://127.0.0.1:$PORT$2" > "$TMP/wrk" 2>&1 &
+            wrk -t1 -c8 -d"${SECS}s" --latency $script "http://127.0.0.1:$PORT$2" > "$TMP/wrk" 2>&1 &
         wp=$!
     elif [ "$3" = scrape ]; then
         ( while :; do curl -fsS -o /dev/null "http://127.0.0.1:$PORT$2"; sleep 1; done ) &
@@ -71,7 +77,7 @@ run() { # label path|"" mode
     r=$(build/bench/loadgen "$URL" "$Q" "$N" 16 "$JOB")
     c1=$(cpu_ticks "$MASTER")
     rps=- p50=- p99=- wcpu=-
-    if [ "$3" = wrk ]; then
+    if [ "$3" = wrk ] || [ "$3" = paced ]; then
         wait $wp
         rps=$(awk '/^Requests\/sec/{print $2}' "$TMP/wrk")
         p50=$(awk '$1=="50%"{print $2}' "$TMP/wrk")
@@ -88,5 +94,7 @@ run "speech jobs, no requests" "" none
 run "wrk GET /status" /status wrk
 run "wrk GET /metrics" /metrics wrk
 run "wrk GET / (HTML page)" / wrk
+run "~1,000 GET /status a second" /status paced
+run "~1,000 GET /metrics a second" /metrics paced
 run "GET /metrics every second" /metrics scrape
 echo "master RSS after the runs: $(awk '/^VmRSS/{print $2}' /proc/"$MASTER"/status) kB"
