@@ -87,6 +87,8 @@ static const struct config_key keys[] = {
      "engine = http: longest input per request; longer text is split at sentences"},
     {"speech", "http_timeout", CT_INT, OFF(http_timeout), "120", 1, 3600, NULL, 0,
      "engine = http: seconds one request may take"},
+    {"speech", "http_concurrency", CT_INT, OFF(http_concurrency), "4", 1, 64, NULL, 0,
+     "engine = http: requests in flight at once for one job's pieces"},
 
     {"fetch", "timeout", CT_INT, OFF(fetch_timeout), "10", 1, 3600, NULL, 0,
      "seconds a content fetch may take"},

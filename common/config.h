@@ -56,6 +56,7 @@ struct config {
     char *http_voice;
     int http_max_chars;
     int http_timeout;
+    int http_concurrency;
     /* [fetch] */
     int fetch_timeout;
     int connect_timeout;

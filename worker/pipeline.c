@@ -44,9 +44,10 @@ struct task {
     size_t raw_len;
     char raw_type[160];
     char **pieces;         /* http engine: the text, cut */
-    int n_pieces, next_piece;
-    struct wav_part *wavs; /* http engine: the answers so far */
+    int n_pieces, next_piece, pieces_done;
+    struct wav_part *wavs; /* http engine: the answers, one per piece, in order */
     int n_wavs;
+    struct tts_call *calls; /* http engine: the request of each piece */
     json_t *result;        /* the ok result, while it is uploaded and called back */
     int64_t audio_ms;
     struct amqp_delivery *d;
@@ -58,6 +59,13 @@ struct task {
     uint64_t dead_seq;     /* the dead letter's publish, 0 if none */
     int dead_failed;       /* ... and it was nacked or lost */
     int64_t received_us;
+};
+
+/* One TTS request: which piece of which task. */
+struct tts_call {
+    struct task *t;
+    int index;
+    struct fetch *net;
 };
 
 struct confirm_slot {
@@ -91,27 +99,43 @@ static void kick(struct pipeline *p);
 static void maybe_stopped(struct pipeline *p);
 
 /* Every transfer of a task goes through these two, so the scoreboard's count of
- * transfers in flight stays right. */
-static void net_start(struct task *t, const struct fetch_req *req, fetch_done_fn done)
+ * transfers in flight stays right. *net is the task's one transfer (fetch,
+ * upload, callback) or one of its TTS calls. */
+static void net_start(struct task *t, struct fetch **net, const struct fetch_req *req,
+                      fetch_done_fn done, void *arg)
 {
-    t->net = t->p->http->fetch_start(t->p->fetcher, req, done, t);
+    *net = t->p->http->fetch_start(t->p->fetcher, req, done, arg);
     atomic_fetch_add(&t->slot->transfers, 1);
 }
 
 /* A transfer ended (from its callback) or is abandoned (cancel set). */
-static void net_end(struct task *t, int cancel)
+static void net_end(struct task *t, struct fetch **net, int cancel)
 {
-    if (!t->net)
+    if (!*net)
         return;
     if (cancel)
-        t->p->http->fetch_cancel(t->net);
-    t->net = NULL;
+        t->p->http->fetch_cancel(*net);
+    *net = NULL;
     atomic_fetch_sub(&t->slot->transfers, 1);
 }
 
+/* Abandon every transfer of the task. */
 static void net_cancel(struct task *t)
 {
-    net_end(t, 1);
+    net_end(t, &t->net, 1);
+    for (int i = 0; t->calls && i < t->n_pieces; i++)
+        net_end(t, &t->calls[i].net, 1);
+}
+
+/* Whether any transfer of the task is in flight. */
+static int net_busy(const struct task *t)
+{
+    if (t->net)
+        return 1;
+    for (int i = 0; t->calls && i < t->n_pieces; i++)
+        if (t->calls[i].net)
+            return 1;
+    return 0;
 }
 
 static void free_pieces(char **pieces, int n)
@@ -132,6 +156,7 @@ static void task_free(struct task *t)
     for (int i = 0; i < t->n_wavs; i++)
         free(t->wavs[i].data);
     free(t->wavs);
+    free(t->calls);
     json_decref(t->result);
     free(t->work.spoken_text);
     free_pieces(t->work.pieces, t->work.n_pieces);
@@ -383,7 +408,7 @@ static void after_audio(struct pipeline *p, struct task *t);
 static void on_callback_done(void *arg, struct fetch_result *r)
 {
     struct task *t = arg;
-    net_end(t, 0);
+    net_end(t, &t->net, 0);
     if (!r->ok) {
         task_fail(t->p, t, r->transient, "callback_failed", "callback_url: %s", r->error);
         return;
@@ -395,7 +420,7 @@ static void on_upload_done(void *arg, struct fetch_result *r)
 {
     struct task *t = arg;
     struct pipeline *p = t->p;
-    net_end(t, 0);
+    net_end(t, &t->net, 0);
     if (!r->ok) {
         task_fail(p, t, r->transient, "upload_failed", "upload_url: %s", r->error);
         return;
@@ -423,7 +448,7 @@ static void after_audio(struct pipeline *p, struct task *t)
                                 .timeout_s = cfg->upload_timeout};
         t->phase = PH_UPLOAD;
         list_append(p, t);
-        net_start(t, &req, on_upload_done);
+        net_start(t, &t->net, &req, on_upload_done, t);
     } else if (t->job.callback_url) {
         char *body = json_dumps(t->result, JSON_COMPACT);
         struct fetch_req req = {.method = FETCH_POST, .url = t->job.callback_url,
@@ -433,7 +458,7 @@ static void after_audio(struct pipeline *p, struct task *t)
         if (t->phase != PH_UPLOAD)
             list_append(p, t);
         t->phase = PH_CALLBACK;
-        net_start(t, &req, on_callback_done);
+        net_start(t, &t->net, &req, on_callback_done, t);
         free(body);
         free(t->job.callback_url);
         t->job.callback_url = NULL;
@@ -444,7 +469,8 @@ static void after_audio(struct pipeline *p, struct task *t)
 
 static void on_tts_done(void *arg, struct fetch_result *r);
 
-/* One request per piece, in order, so the answers join in the order of the text. */
+/* The request for the next piece. Up to [speech] http_concurrency run at once;
+ * the answers are kept by piece, so they join in the order of the text. */
 static void next_tts_request(struct pipeline *p, struct task *t)
 {
     const struct config *cfg = p->env.cfg;
@@ -452,36 +478,53 @@ static void next_tts_request(struct pipeline *p, struct task *t)
     while (base_len && cfg->http_url[base_len - 1] == '/')
         base_len--;
     char *url = xasprintf("%.*s/audio/speech", (int)base_len, cfg->http_url);
+    struct tts_call *call = &t->calls[t->next_piece];
     char *body = tts_http_request(cfg->http_model, t->job.voice, t->job.rate,
                                   t->pieces[t->next_piece]);
+    t->next_piece++;
     /* Enough for max_duration of 48 kHz stereo 16-bit, and a little. */
     size_t cap = (size_t)cfg->max_duration * 48000u * 4u + (1u << 20);
     struct fetch_req req = {.method = FETCH_POST, .url = url, .accept = "audio/wav",
                             .content_type = "application/json", .body = body,
                             .body_len = strlen(body), .bearer = cfg->http_token,
                             .max_bytes = cap, .timeout_s = cfg->http_timeout, .trusted = 1};
-    net_start(t, &req, on_tts_done);
+    net_start(t, &call->net, &req, on_tts_done, call);
     free(body);
     free(url);
 }
 
+static void start_tts(struct pipeline *p, struct task *t)
+{
+    t->calls = xcalloc((size_t)t->n_pieces, sizeof(*t->calls));
+    t->wavs = xcalloc((size_t)t->n_pieces, sizeof(*t->wavs));
+    t->n_wavs = t->n_pieces;
+    for (int i = 0; i < t->n_pieces; i++)
+        t->calls[i] = (struct tts_call){t, i, NULL};
+    t->phase = PH_TTS;
+    list_append(p, t);
+    while (t->next_piece < t->n_pieces && t->next_piece < p->env.cfg->http_concurrency)
+        next_tts_request(p, t);
+}
+
 static void on_tts_done(void *arg, struct fetch_result *r)
 {
-    struct task *t = arg;
+    struct tts_call *call = arg;
+    struct task *t = call->t;
     struct pipeline *p = t->p;
-    net_end(t, 0);
+    net_end(t, &call->net, 0);
     if (!r->ok) {
+        net_cancel(t); /* the other pieces are of no use now */
         task_fail(p, t, r->transient, "synth_failed", "TTS server, piece %d of %d: %s",
-                  t->next_piece + 1, t->n_pieces, r->error);
+                  call->index + 1, t->n_pieces, r->error);
         return;
     }
-    t->wavs = xrealloc(t->wavs, (size_t)(t->n_wavs + 1) * sizeof(*t->wavs));
-    t->wavs[t->n_wavs++] = (struct wav_part){r->body, r->len};
+    t->wavs[call->index] = (struct wav_part){r->body, r->len};
     r->body = NULL;
-    if (++t->next_piece < t->n_pieces) {
+    t->pieces_done++;
+    if (t->next_piece < t->n_pieces)
         next_tts_request(p, t);
+    if (t->pieces_done < t->n_pieces)
         return;
-    }
     t->phase = PH_RENDER;
     kick(p);
 }
@@ -490,7 +533,7 @@ static void on_fetched(void *arg, struct fetch_result *r)
 {
     struct task *t = arg;
     struct pipeline *p = t->p;
-    net_end(t, 0);
+    net_end(t, &t->net, 0);
     if (r->too_large) {
         task_fail(p, t, 0, "too_large", "url: the content passed %d bytes ([fetch] max_bytes)",
                   p->env.cfg->fetch_max_bytes);
@@ -577,9 +620,7 @@ static void on_synth_done(void *arg, struct synth_work *w)
         t->pieces = t->work.pieces;
         t->n_pieces = t->work.n_pieces;
         t->work.pieces = NULL;
-        t->phase = PH_TTS;
-        list_append(p, t);
-        next_tts_request(p, t);
+        start_tts(p, t);
     } else {
         const struct encoded *e = &t->work.enc;
         log_debug("job %s: ok, %lld ms of audio, synth %lld ms, encode %lld ms", t->job.id,
@@ -601,7 +642,7 @@ static struct task *next_for_thread(struct pipeline *p)
     int stopping = p->stopping || atomic_load(&p->env.slot->state) == WS_STOPPING;
     struct task *first = NULL;
     for (struct task *t = p->queue_head; t; t = t->next) {
-        if (t->net || (stopping && !t->started))
+        if (net_busy(t) || (stopping && !t->started))
             continue;
         if (t->phase == PH_RENDER)
             return t;
@@ -661,7 +702,7 @@ static void enqueue(struct pipeline *p, struct task *t)
                                 .max_bytes = (size_t)p->env.cfg->fetch_max_bytes,
                                 .timeout_s = p->env.cfg->fetch_timeout,
                                 .follow_redirects = 1};
-        net_start(t, &req, on_fetched);
+        net_start(t, &t->net, &req, on_fetched, t);
         return;
     }
     kick(p);

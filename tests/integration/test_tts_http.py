@@ -6,6 +6,7 @@ import io
 import json
 import math
 import struct
+import time
 import wave
 
 from conftest import sfinfo
@@ -17,7 +18,7 @@ LONG = ("The first sentence is short. The second one is a little longer than tha
         "Here comes the third! Is this the fourth? And the fifth sentence ends the text.")
 
 
-def tone(seconds, hz=440.0, channels=1):
+def tone(seconds, hz=440.0, channels=1, amp=8000):
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(channels)
@@ -26,7 +27,7 @@ def tone(seconds, hz=440.0, channels=1):
         n = int(seconds * RATE)
         frame = []
         for i in range(n):
-            v = int(8000 * math.sin(2 * math.pi * hz * i / RATE))
+            v = int(amp * math.sin(2 * math.pi * hz * i / RATE))
             frame.append(struct.pack("<" + "h" * channels, *([v] * channels)))
         w.writeframes(b"".join(frame))
     return buf.getvalue()
@@ -36,7 +37,8 @@ class FakeTTS:
     """Answers 10 ms of tone per character of input, so durations add up; in
     mono or stereo, some with the sizes a streaming server leaves unknown."""
 
-    def __init__(self, web, max_input=None, status=None):
+    def __init__(self, web, max_input=None, status=None, delay=0):
+        self.delay = delay
         self.inputs = []
         self.problems = []
         self.max_input = max_input
@@ -58,7 +60,13 @@ class FakeTTS:
             self.problems.append(repr(e))
             return h.reply(400, "application/json", b'{"error": {"message": "bad request"}}')
         self.inputs.append(doc)
-        wav = tone(0.01 * len(doc["input"]), channels=2 if len(self.inputs) % 2 else 1)
+        pos = LONG.find(doc["input"])
+        # The earlier a piece stands in LONG, the later its answer: the answers of
+        # concurrent requests arrive in reverse order.
+        time.sleep(self.delay * (2 - max(pos, 0) / len(LONG)))
+        # Louder the later the piece stands in LONG: the joined audio shows its order.
+        amp = 8000 if pos < 0 else 1000 + 6 * pos
+        wav = tone(0.01 * len(doc["input"]), channels=2 if len(self.inputs) % 2 else 1, amp=amp)
         if len(self.inputs) % 3 == 0:
             # As a streaming server writes it: RIFF and data sizes unknown.
             wav = wav[:4] + b"\xff\xff\xff\xff" + wav[8:40] + b"\xff\xff\xff\xff" + wav[44:]
@@ -98,19 +106,29 @@ def test_every_format_from_the_tts_server(daemon, broker, web):
 
 
 def test_long_text_split_at_sentences_and_joined(daemon, broker, web):
-    tts = FakeTTS(web, max_input=60)
-    d = daemon(speech=http_engine(web, http_max_chars="60"), workers={"count": "1"}).start()
+    tts = FakeTTS(web, max_input=60, delay=0.3)
+    d = daemon(speech=http_engine(web, http_max_chars="60", http_concurrency="3"),
+               workers={"count": "1"}).start()
     broker.publish(queue_of(d), {"id": "long", "text": LONG, "format": "wav", "voice": "echo"})
     r = broker.wait_results(1)["long"]
     assert r["status"] == "ok", r
     assert tts.problems == []
-    pieces = [doc["input"] for doc in tts.inputs]
-    assert len(pieces) >= 3 and all(len(p) <= 60 for p in pieces)
+    pieces = sorted((doc["input"] for doc in tts.inputs), key=LONG.find)
+    assert len(pieces) >= 4 and all(len(p) <= 60 for p in pieces)
     assert all(p.rstrip()[-1] in ".!?" for p in pieces)  # cut at sentence ends
-    assert " ".join(pieces) == LONG  # nothing lost, in order
+    assert " ".join(pieces) == LONG  # nothing lost
     assert {doc["voice"] for doc in tts.inputs} == {"echo"}
-    rate, frames, _, _ = sfinfo(r["path"])
+    assert web.max_in_flight == 3  # http_concurrency pieces at once, never more
+    rate, frames, _, env = sfinfo(r["path"])
     assert abs(frames * 1000 / rate - 10 * sum(len(p) for p in pieces)) < 20
+    # Joined in the order of the text, whatever order the answers came in: the
+    # middle of each piece's audio is louder than the one before.
+    levels, start_ms = [], 0
+    for p in pieces:
+        length_ms = 10 * len(p)
+        levels.append(env[(start_ms + length_ms // 2) // 50])
+        start_ms += length_ms
+    assert levels == sorted(levels) and len(set(levels)) == len(levels), levels
 
 
 def test_per_job_engine_and_errors(daemon, broker, web):
