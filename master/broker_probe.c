@@ -498,11 +498,21 @@ static void read_cb(struct bufferevent *bev, void *arg)
     }
 }
 
+/* libevent makes the socket without close-on-exec: a master re-executed on USR2
+ * would inherit it and hold the old master's broker connection open for good. */
+static void keep_from_exec(struct broker_probe *p)
+{
+    evutil_socket_t fd = p->bev ? bufferevent_getfd(p->bev) : -1;
+    if (fd >= 0)
+        evutil_make_socket_closeonexec(fd);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct broker_probe *p = arg;
     if (what & BEV_EVENT_CONNECTED) {
         static const uint8_t header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
+        keep_from_exec(p);
         bufferevent_write(bev, header, sizeof(header));
         return;
     }
@@ -539,6 +549,7 @@ static void probe_connect(struct broker_probe *p)
     /* The connect may fail at once (a refused loopback port), in which case
      * event_cb has already dropped the bufferevent. */
     bufferevent_socket_connect_hostname(p->bev, p->dns, AF_UNSPEC, t.host, t.port);
+    keep_from_exec(p); /* a numeric address has its socket already */
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
