@@ -19,37 +19,11 @@ WORKERS=2
 command -v wrk >/dev/null || { echo "bench/control.sh: needs wrk (apt-get install wrk)" >&2; exit 1; }
 make -s all bench-tools
 scripts/rabbitmq-local.sh start >/dev/null
-TMP=$(mktemp -d)
-OUT=$(mktemp -d /dev/shm/c2a-bench.XXXXXX)
-PORT=$((20000 + $$ % 20000))
-URL=amqp://guest:guest@127.0.0.1:5672/%2f
+. bench/lib.sh
 Q=bench.control.$$
-cleanup() {
-    [ -f "$TMP/pid" ] && kill -TERM "$(cat "$TMP/pid")" 2>/dev/null && sleep 1
-    rm -rf "$TMP" "$OUT"
-}
-trap cleanup EXIT
-cat > "$TMP/c.conf" <<CONF
-[master]
-control = 127.0.0.1:$PORT
-pidfile = $TMP/pid
-log_file = $TMP/log
-log_level = warn
-[workers]
-count = $WORKERS
-[broker]
-prefetch = 4
-queues = $Q
-[output]
-dir = $OUT
-CONF
-build/c2a-worker -D -c "$TMP/c.conf"
-until [ "$(curl -fsS "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -o '"broker_connected":true' | wc -l)" -ge $WORKERS ]; do
-    sleep 0.1
-done
+bench_start $WORKERS builtin:speech 4 "$Q"
 MASTER=$(cat "$TMP/pid")
 JOB='{"text":"The quick brown fox jumps over the lazy dog. Content becomes audio at scale: a master process forks workers, each runs one event loop, and nothing is lost.","format":"wav"}'
-field() { echo "$1" | tr ' ' '\n' | awk -v k="$2" 'prev==k{print; exit} {prev=$0}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 

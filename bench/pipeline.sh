@@ -15,41 +15,11 @@ NC=${3:-200000}
 WORKERS=2
 make -s all bench-tools
 scripts/rabbitmq-local.sh start >/dev/null
-TMP=$(mktemp -d)
-OUT=$(mktemp -d /dev/shm/c2a-bench.XXXXXX)   # audio on tmpfs: measure CPU, not the disk
-PORT=$((20000 + $$ % 20000))
-URL=amqp://guest:guest@127.0.0.1:5672/%2f
-cleanup() {
-    [ -f "$TMP/pid" ] && kill -TERM "$(cat "$TMP/pid")" 2>/dev/null && sleep 1
-    rm -rf "$TMP" "$OUT"
-}
-trap cleanup EXIT
+. bench/lib.sh
 
 SHORT="The quick brown fox jumps over the lazy dog. Content becomes audio at scale: a master process forks workers, each runs one event loop, and nothing is lost."
 LONG=$(i=0; while [ $i -lt 13 ]; do printf '%s ' "$SHORT"; i=$((i + 1)); done)
 
-start_daemon() { # app prefetch queue
-    cat > "$TMP/c.conf" <<CONF
-[master]
-control = 127.0.0.1:$PORT
-pidfile = $TMP/pid
-log_file = $TMP/log
-log_level = warn
-[workers]
-count = $WORKERS
-app = $1
-[broker]
-prefetch = $2
-queues = $3
-[output]
-dir = $OUT
-CONF
-    build/c2a-worker -D -c "$TMP/c.conf"
-    until curl -fsS "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"connected":true'; do sleep 0.1; done
-}
-stop_daemon() {
-    kill -TERM "$(cat "$TMP/pid")"; while [ -e "$TMP/pid" ]; do sleep 0.1; done
-}
 peak_rss() { # max VmHWM of the workers, kB
     m=0
     for w in $(cat /proc/"$(cat "$TMP/pid")"/task/*/children); do
@@ -57,7 +27,6 @@ peak_rss() { # max VmHWM of the workers, kB
     done
     echo "$m"
 }
-field() { echo "$1" | tr ' ' '\n' | awk -v k="$2" 'prev==k{print; exit} {prev=$0}'; }
 
 echo "c2a-worker pipeline bench: $(nproc) cores, $WORKERS workers, $(date -u +%Y-%m-%d)"
 printf '%-34s %10s %9s %9s %10s\n' case jobs/s p50_ms p99_ms rss_kb
@@ -65,24 +34,24 @@ for size in short long; do
     if [ $size = short ]; then T=$SHORT; else T=$LONG; fi
     printf '%s' "$T" > "$TMP/text"
     chars=$(wc -c < "$TMP/text")
-    a=$(build/bench/inproc $WORKERS "$SECS" "$TMP/text" "$OUT")
+    a=$(build/bench/inproc $WORKERS "$SECS" "$TMP/text" "$AUDIO")
     printf '%-34s %10s %9s %9s %10s\n' "(a) in-process, $chars chars" "$(field "$a" jobs/s)" \
         "$(field "$a" p50_ms)" "$(field "$a" p99_ms)" -
     q=bench.speech.$$.$size
-    start_daemon builtin:speech 4 "$q"
+    bench_start $WORKERS builtin:speech 4 "$q"
     job=$(printf '{"text":"%s","format":"wav"}' "$T")
     b=$(build/bench/loadgen "$URL" "$q" "$NB" 16 "$job")
     rss=$(peak_rss)
-    stop_daemon
+    bench_stop
     printf '%-34s %10s %9s %9s %10s\n' "(b) c2a-worker speech, $chars chars" "$(field "$b" jobs/s)" \
         "$(field "$b" p50_ms)" "$(field "$b" p99_ms)" "$rss"
     awk -v a="$(field "$a" jobs/s)" -v b="$(field "$b" jobs/s)" \
         'BEGIN{printf "    ratio (b)/(a) = %.1f%%\n", 100*b/a}'
 done
 q=bench.noop.$$
-start_daemon builtin:noop 200 "$q"
+bench_start $WORKERS builtin:noop 200 "$q"
 c=$(build/bench/loadgen "$URL" "$q" "$NC" 4000 '{"text":"x"}')
 rss=$(peak_rss)
-stop_daemon
+bench_stop
 printf '%-34s %10s %9s %9s %10s\n' "(c) c2a-worker noop, prefetch 200" "$(field "$c" jobs/s)" \
     "$(field "$c" p50_ms)" "$(field "$c" p99_ms)" "$rss"

@@ -10,27 +10,11 @@ OUT=${1:-build/status-page.png}
 command -v chromium >/dev/null || { echo "screenshot: apt-get install chromium" >&2; exit 1; }
 make -s all bench-tools
 scripts/rabbitmq-local.sh start >/dev/null
-TMP=$(mktemp -d)
-PORT=$((20000 + $$ % 20000))
+. bench/lib.sh
 Q=bench.screenshot.$$
-trap 'kill -TERM "$(cat "$TMP/pid" 2>/dev/null)" 2>/dev/null; sleep 1; rm -rf "$TMP"' EXIT
-cat > "$TMP/c.conf" <<CONF
-[master]
-control = 127.0.0.1:$PORT
-pidfile = $TMP/pid
-log_file = $TMP/log
-[workers]
-count = 2
-[broker]
-queues = $Q
-prefetch = 2
-[output]
-dir = $TMP/audio
-CONF
-build/c2a-worker -D -c "$TMP/c.conf"
-until curl -fsS "http://127.0.0.1:$PORT/status" 2>/dev/null | grep -q '"connected":true'; do sleep 0.1; done
+bench_start 2 builtin:speech 2 "$Q" info
 TEXT=$(printf 'Content becomes audio at scale, and nothing is lost. %.0s' $(seq 40))
-build/bench/loadgen amqp://guest:guest@127.0.0.1:5672/%2f "$Q" 400 8 \
+build/bench/loadgen "$URL" "$Q" 400 8 \
     "{\"text\":\"$TEXT\",\"format\":\"ogg\"}" >/dev/null &
 LOAD=$!
 sleep 2

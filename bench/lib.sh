@@ -1,0 +1,46 @@
+# Sourced by the bench scripts, from the top of the tree: a throwaway daemon.
+# Sets TMP (config, pidfile, log), AUDIO (the output dir, on tmpfs: the benches
+# measure CPU, not the disk), PORT and URL; on exit the daemon is stopped and
+# both directories removed.
+TMP=$(mktemp -d)
+AUDIO=$(mktemp -d /dev/shm/c2a-bench.XXXXXX)
+PORT=$((20000 + $$ % 20000))
+URL=amqp://guest:guest@127.0.0.1:5672/%2f
+bench_cleanup() {
+    [ -f "$TMP/pid" ] && kill -TERM "$(cat "$TMP/pid")" 2>/dev/null && sleep 1
+    rm -rf "$TMP" "$AUDIO"
+}
+trap bench_cleanup EXIT
+
+# bench_start WORKERS APP PREFETCH QUEUE [LOG_LEVEL]: start build/c2a-worker in
+# the background and wait until every worker holds its broker connection.
+bench_start() {
+    cat > "$TMP/c.conf" <<CONF
+[master]
+control = 127.0.0.1:$PORT
+pidfile = $TMP/pid
+log_file = $TMP/log
+log_level = ${5:-warn}
+[workers]
+count = $1
+app = $2
+[broker]
+prefetch = $3
+queues = $4
+[output]
+dir = $AUDIO
+CONF
+    build/c2a-worker -D -c "$TMP/c.conf"
+    until [ "$(curl -fsS "http://127.0.0.1:$PORT/status" 2>/dev/null |
+        grep -o '"broker_connected":true' | wc -l)" -ge "$1" ]; do
+        sleep 0.1
+    done
+}
+
+bench_stop() {
+    kill -TERM "$(cat "$TMP/pid")"
+    while [ -e "$TMP/pid" ]; do sleep 0.1; done
+}
+
+# field "k1 v1 k2 v2 ..." k: the value after k (the output of inproc and loadgen).
+field() { echo "$1" | tr ' ' '\n' | awk -v k="$2" 'prev==k{print; exit} {prev=$0}'; }
