@@ -370,14 +370,6 @@ int content_prepare(const char *body, size_t len, const char *content_type, stru
     return 0;
 }
 
-size_t content_chars(const char *s, size_t len)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++)
-        n += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return n;
-}
-
 /* The last good cut in text[0..max]: after a sentence end, else at a space,
  * else before a UTF-8 lead byte. */
 static size_t cut_point(const char *t, size_t max)

@@ -33,9 +33,6 @@ int content_prepare(const char *body, size_t len, const char *content_type, stru
 int content_ssml_plain(const char *ssml, size_t len, struct content *out, char *err,
                        size_t errlen);
 
-/* Characters (UTF-8 code points) in s[0..len). */
-size_t content_chars(const char *s, size_t len);
-
 /* Cut text into pieces of at most max bytes, at sentence ends where possible,
  * else at spaces, else anywhere between two UTF-8 characters. Returns the
  * number of pieces; *pieces is a malloc'd array of malloc'd strings. */

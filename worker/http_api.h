@@ -21,7 +21,6 @@ struct http_api {
                            struct content *out, char *err, size_t errlen);
     int (*content_ssml_plain)(const char *ssml, size_t len, struct content *out, char *err,
                               size_t errlen);
-    size_t (*content_chars)(const char *s, size_t len);
     int (*content_split)(const char *text, size_t len, size_t max, char ***pieces);
 };
 

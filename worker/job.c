@@ -62,8 +62,7 @@ size_t job_strip_controls(char *s, size_t len)
     return o;
 }
 
-/* Code points in valid UTF-8 (jansson has checked validity). */
-static size_t utf8_chars(const char *s, size_t len)
+size_t job_utf8_chars(const char *s, size_t len)
 {
     size_t n = 0;
     for (size_t i = 0; i < len; i++)
@@ -220,7 +219,7 @@ int job_parse(const char *body, size_t len, const char *message_id,
                  JOB_URL_MAX);
             goto out;
         }
-    } else if (utf8_chars(job->content, job->content_len) > (size_t)defs->max_chars) {
+    } else if (job_utf8_chars(job->content, job->content_len) > (size_t)defs->max_chars) {
         fail(err, "too_large", "%s: longer than %d characters",
              job->source == JOB_TEXT ? "text" : "ssml", defs->max_chars);
         goto out;

@@ -65,6 +65,9 @@ int job_safe_name(const char *s, size_t max);
 /* The nearest sample rate Opus accepts (8000, 12000, 16000, 24000, 48000). */
 int job_opus_rate(int hz);
 
+/* Characters (code points) in s[0..len), which is UTF-8. */
+size_t job_utf8_chars(const char *s, size_t len);
+
 /* Remove C0 control characters except tab, newline and CR, in place; returns the
  * new length. Byte 0x01 would start espeak's embedded commands. */
 size_t job_strip_controls(char *s, size_t len);

@@ -213,7 +213,7 @@ static int job_text(struct synth_work *w, struct content *c)
         fail_work(w, 1, "bad_field", "url: %s", err);
         return -1;
     }
-    if (w->http->content_chars(c->text, c->len) > (size_t)w->max_chars) {
+    if (job_utf8_chars(c->text, c->len) > (size_t)w->max_chars) {
         fail_work(w, 1, "too_large", "url: the content is longer than %d characters",
                   w->max_chars);
         free(c->text);

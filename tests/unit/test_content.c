@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "../../worker/content.h"
+#include "../../worker/job.h"
 
 static char *prep(const char *body, const char *ctype, int *ssml)
 {
@@ -138,7 +139,7 @@ static void test_split(void **state)
     assert_int_equal(n, 3);
     assert_string_equal(p[0], "\xc3\xa9");
     content_free_pieces(p, n);
-    assert_int_equal(content_chars(utf, strlen(utf)), 3);
+    assert_int_equal(job_utf8_chars(utf, strlen(utf)), 3);
 }
 
 int main(void)
