@@ -53,6 +53,7 @@ struct broker_probe {
     char **urls;
     int n_urls;
     int url_index;           /* the URL in use or tried last */
+    struct amqp_target target; /* that URL, parsed */
     char *url_masked;
     int ever_connected;
     char error[256];
@@ -380,14 +381,8 @@ static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
         probe_drop(p, "a short method frame");
         return -1;
     }
-    struct amqp_target t;
-    const char *why;
     if (cls == 10 && meth == 10) { /* connection.start */
-        if (parse_target(p->urls[p->url_index], &t, &why) < 0) {
-            probe_drop(p, "%s", why);
-            return -1;
-        }
-        send_start_ok(p, &t);
+        send_start_ok(p, &p->target);
     } else if (cls == 10 && meth == 30) { /* connection.tune */
         uint16_t chmax, hb;
         uint32_t fmax;
@@ -400,9 +395,8 @@ static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
         put_u32(&a, fmax && fmax < 131072 ? fmax : 131072);
         put_u16(&a, 0); /* no heartbeats: see the top of the file */
         send_method(p, 0, 10, 31, &a);
-        parse_target(p->urls[p->url_index], &t, &why);
         struct wbuf o = {.n = 0};
-        put_shortstr(&o, t.vhost);
+        put_shortstr(&o, p->target.vhost);
         put_shortstr(&o, "");
         put_u8(&o, 0);
         send_method(p, 0, 10, 40, &o);
@@ -531,9 +525,8 @@ static void probe_connect(struct broker_probe *p)
         return;
     free(p->url_masked);
     p->url_masked = config_mask_url(p->urls[p->url_index]);
-    struct amqp_target t;
     const char *why;
-    if (parse_target(p->urls[p->url_index], &t, &why) < 0) {
+    if (parse_target(p->urls[p->url_index], &p->target, &why) < 0) {
         probe_drop(p, "%s", why);
         return;
     }
@@ -548,7 +541,8 @@ static void probe_connect(struct broker_probe *p)
     p->step_started_mono_ms = now_mono_ms();
     /* The connect may fail at once (a refused loopback port), in which case
      * event_cb has already dropped the bufferevent. */
-    bufferevent_socket_connect_hostname(p->bev, p->dns, AF_UNSPEC, t.host, t.port);
+    bufferevent_socket_connect_hostname(p->bev, p->dns, AF_UNSPEC, p->target.host,
+                                        p->target.port);
     keep_from_exec(p); /* a numeric address has its socket already */
 }
 
