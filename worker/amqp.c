@@ -1,4 +1,5 @@
 #include "amqp.h"
+#include "confirms.h"
 #include "../common/backoff.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -30,7 +31,7 @@ struct amqp_link {
     int connected;
     unsigned generation;
     uint64_t publish_seq;
-    uint64_t confirmed_upto; /* for basic.ack with multiple set */
+    struct confirms unconfirmed; /* publish numbers not yet acked or nacked */
     int url_index;
     uint32_t failures;
     int consuming;   /* basic.consume is active */
@@ -66,7 +67,8 @@ static amqp_bytes_t bytes(const char *s)
 static void copy_bytes(char *dst, size_t len, amqp_bytes_t b)
 {
     size_t n = b.len < len - 1 ? b.len : len - 1;
-    memcpy(dst, b.bytes, n);
+    if (n)
+        memcpy(dst, b.bytes, n);
     dst[n] = '\0';
 }
 
@@ -318,7 +320,7 @@ static void try_connect(struct amqp_link *l)
             l->connected = 1;
             l->failures = 0;
             l->publish_seq = 0;
-            l->confirmed_upto = 0;
+            confirms_reset(&l->unconfirmed);
             l->generation++;
             l->read_ev = event_new(l->base, amqp_get_sockfd(l->conn), EV_READ | EV_PERSIST,
                                    on_readable, l);
@@ -354,23 +356,30 @@ static void schedule_reconnect(struct amqp_link *l)
     evtimer_add(l->reconnect, &tv);
 }
 
-static int header_int(amqp_table_t *t, const char *key)
+/* A count kept in a header of ours (x-c2a-attempts, x-c2a-crashes). Producers
+ * can send anything: a value that is not an integer, or is outside 0..limit, is
+ * treated as absent (0). */
+static int header_count(amqp_table_t *t, const char *key, int limit)
 {
     for (int i = 0; i < t->num_entries; i++) {
         amqp_table_entry_t *e = &t->entries[i];
         if (e->key.len != strlen(key) || memcmp(e->key.bytes, key, e->key.len) != 0)
             continue;
+        int64_t v;
         switch (e->value.kind) {
-        case AMQP_FIELD_KIND_I8: return e->value.value.i8;
-        case AMQP_FIELD_KIND_U8: return e->value.value.u8;
-        case AMQP_FIELD_KIND_I16: return e->value.value.i16;
-        case AMQP_FIELD_KIND_U16: return e->value.value.u16;
-        case AMQP_FIELD_KIND_I32: return e->value.value.i32;
-        case AMQP_FIELD_KIND_U32: return (int)e->value.value.u32;
-        case AMQP_FIELD_KIND_I64: return (int)e->value.value.i64;
-        case AMQP_FIELD_KIND_U64: return (int)e->value.value.u64;
+        case AMQP_FIELD_KIND_I8: v = e->value.value.i8; break;
+        case AMQP_FIELD_KIND_U8: v = e->value.value.u8; break;
+        case AMQP_FIELD_KIND_I16: v = e->value.value.i16; break;
+        case AMQP_FIELD_KIND_U16: v = e->value.value.u16; break;
+        case AMQP_FIELD_KIND_I32: v = e->value.value.i32; break;
+        case AMQP_FIELD_KIND_U32: v = e->value.value.u32; break;
+        case AMQP_FIELD_KIND_I64: v = e->value.value.i64; break;
+        case AMQP_FIELD_KIND_U64:
+            v = e->value.value.u64 > (uint64_t)limit ? -1 : (int64_t)e->value.value.u64;
+            break;
         default: return 0;
         }
+        return v >= 0 && v <= limit ? (int)v : 0;
     }
     return 0;
 }
@@ -399,25 +408,31 @@ static int read_delivery(struct amqp_link *l, amqp_frame_t *f)
         copy_bytes(d->correlation_id, sizeof(d->correlation_id), p->correlation_id);
     if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
         copy_bytes(d->message_id, sizeof(d->message_id), p->message_id);
-    if (p->_flags & AMQP_BASIC_HEADERS_FLAG)
-        d->attempts = header_int(&p->headers, "x-c2a-attempts");
+    if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
+        d->attempts = header_count(&p->headers, "x-c2a-attempts", AMQP_COUNT_MAX);
+        d->crashes = header_count(&p->headers, "x-c2a-crashes", AMQP_COUNT_MAX);
+    }
     d->body_len = msg.body.len;
     d->body = xmalloc(msg.body.len + 1);
-    memcpy(d->body, msg.body.bytes, msg.body.len);
+    if (msg.body.len) /* an empty body has no bytes pointer */
+        memcpy(d->body, msg.body.bytes, msg.body.len);
     d->body[msg.body.len] = '\0';
     amqp_destroy_message(&msg);
     l->cb.delivery(l->arg, d);
     return 0;
 }
 
-static void confirm_range(struct amqp_link *l, uint64_t tag, int multiple, int acked,
-                          uint64_t *confirmed_upto)
+/* A basic.ack or basic.nack on the publish channel: report every publish it
+ * settles, unless a report loses the connection (those numbers belong to the
+ * old channel, whose tasks the pipeline forgets). */
+static void confirm_range(struct amqp_link *l, uint64_t tag, int multiple, int acked)
 {
-    uint64_t from = multiple ? *confirmed_upto + 1 : tag;
-    for (uint64_t s = from; s <= tag; s++)
-        l->cb.confirm(l->arg, s, acked);
-    if (tag > *confirmed_upto)
-        *confirmed_upto = tag;
+    unsigned gen = l->generation;
+    uint64_t *seqs;
+    size_t n = confirms_take(&l->unconfirmed, tag, multiple, &seqs);
+    for (size_t i = 0; i < n && l->connected && gen == l->generation; i++)
+        l->cb.confirm(l->arg, seqs[i], acked);
+    free(seqs);
 }
 
 /* Read every frame that is ready, without waiting for more. */
@@ -446,12 +461,12 @@ static void drain(struct amqp_link *l)
             break;
         case AMQP_BASIC_ACK_METHOD: {
             amqp_basic_ack_t *a = f.payload.method.decoded;
-            confirm_range(l, a->delivery_tag, a->multiple, 1, &l->confirmed_upto);
+            confirm_range(l, a->delivery_tag, a->multiple, 1);
             break;
         }
         case AMQP_BASIC_NACK_METHOD: {
             amqp_basic_nack_t *n = f.payload.method.decoded;
-            confirm_range(l, n->delivery_tag, n->multiple, 0, &l->confirmed_upto);
+            confirm_range(l, n->delivery_tag, n->multiple, 0);
             break;
         }
         case AMQP_BASIC_RETURN_METHOD: {
@@ -544,6 +559,7 @@ void amqp_link_free(struct amqp_link *l)
     drop_connection(l, "the worker stops", 1);
     event_free(l->tick);
     event_free(l->reconnect);
+    confirms_free(&l->unconfirmed);
     free(l);
 }
 
@@ -573,12 +589,17 @@ int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
         props.message_id = bytes(p->message_id);
     }
-    amqp_table_entry_t h[3];
+    amqp_table_entry_t h[4];
     int nh = 0;
     if (p->attempts > 0) {
         h[nh].key = amqp_cstring_bytes("x-c2a-attempts");
         h[nh].value.kind = AMQP_FIELD_KIND_I32;
         h[nh++].value.value.i32 = p->attempts;
+    }
+    if (p->crashes > 0) {
+        h[nh].key = amqp_cstring_bytes("x-c2a-crashes");
+        h[nh].value.kind = AMQP_FIELD_KIND_I32;
+        h[nh++].value.value.i32 = p->crashes;
     }
     if (p->error_code) {
         h[nh].key = amqp_cstring_bytes("x-c2a-error-code");
@@ -601,6 +622,7 @@ int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_
         return -1;
     }
     *seq = ++l->publish_seq;
+    confirms_add(&l->unconfirmed, *seq);
     return 0;
 }
 

@@ -22,6 +22,8 @@ struct event_base;
 struct amqp_link;
 
 #define AMQP_SHORTSTR 256
+/* Our count headers from producers are believed up to this; above, absent. */
+#define AMQP_COUNT_MAX 1000
 
 struct amqp_delivery {
     uint64_t tag;
@@ -31,7 +33,8 @@ struct amqp_delivery {
     char reply_to[AMQP_SHORTSTR];
     char correlation_id[AMQP_SHORTSTR];
     char message_id[AMQP_SHORTSTR];
-    int attempts;              /* x-c2a-attempts header, 0 when absent */
+    int attempts;              /* x-c2a-attempts header, 0 when absent or invalid */
+    int crashes;               /* x-c2a-crashes: engine crashes and timeouts charged */
     char *body;                /* owned */
     size_t body_len;
 };
@@ -50,6 +53,7 @@ struct amqp_publish {
     const char *reply_to;
     const char *content_type;
     int attempts;              /* written as x-c2a-attempts when > 0 */
+    int crashes;               /* written as x-c2a-crashes when > 0 */
     const char *error_code;    /* x-c2a-error-code, for dead letters */
     const char *error_message; /* x-c2a-error-message */
     const void *body;
