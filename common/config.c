@@ -75,6 +75,8 @@ static const struct config_key keys[] = {
      "longest text a job may carry, in characters"},
     {"speech", "max_duration", CT_INT, OFF(max_duration), "3600", 1, 86400, NULL, 0,
      "longest audio a job may produce, in seconds"},
+    {"speech", "allow_mbrola", CT_BOOL, OFF(allow_mbrola), "no", 0, 0, NULL, 0,
+     "accept mbrola voices (mb/...): espeak-ng then runs the external mbrola program"},
     {"speech", "http_url", CT_HTTPURL, OFF(http_url), "", 0, 0, NULL, 0,
      "engine = http: base URL; POST {http_url}/audio/speech"},
     {"speech", "http_token", CT_STRING, OFF(http_token), "", 0, 0, NULL, 1,

@@ -50,6 +50,7 @@ struct config {
     int sample_rate;
     int max_chars;
     int max_duration;
+    int allow_mbrola;
     char *http_url;
     char *http_token;
     char *http_model;

@@ -1,6 +1,7 @@
 #include "log.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -171,4 +172,21 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
         /* nowhere to report a failing log */
     }
     errno = saved;
+}
+
+void log_close_inherited_fds(int keep)
+{
+    int mine = log_fd();
+    log_syslog_detach();
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            int fd = atoi(de->d_name);
+            if (fd > STDERR_FILENO && fd != mine && fd != keep && fd != dirfd(d))
+                close(fd);
+        }
+        closedir(d);
+    }
+    log_syslog_attach();
 }

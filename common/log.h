@@ -30,6 +30,9 @@ void log_set_role(const char *role);
 int log_fd(void);
 void log_syslog_detach(void);
 void log_syslog_attach(void);
+/* In a forked child: close every inherited descriptor but stdio, the log and
+ * keep (-1 for none). */
+void log_close_inherited_fds(int keep);
 /* Close the log in a process that will not log any more. */
 void log_close(void);
 

@@ -71,6 +71,10 @@ int scoreboard_acquire(struct scoreboard *sb)
         atomic_store(&s->rss_kb, 0);
         atomic_store(&s->jobs_in_hand, 0);
         atomic_store(&s->transfers, 0);
+        atomic_store(&s->engine_pid, 0);
+        atomic_store(&s->engine_rss_kb, 0);
+        atomic_store(&s->engine_crashes, 0);
+        atomic_store(&s->engine_timeouts, 0);
         s->current_job[0] = '\0';
         atomic_store(&s->seq, 0);
         memset(&s->job_seconds, 0, sizeof(s->job_seconds));
@@ -121,38 +125,4 @@ void slot_get_job(struct sb_slot *slot, char *buf, size_t len)
         return;
     }
     strlcpy_c2a(buf, "", len); /* a writer that never settles: show nothing */
-}
-
-void scoreboard_note_kill(struct scoreboard *sb, const char *job, enum job_kill reason)
-{
-    if (!job[0])
-        return;
-    unsigned i = atomic_fetch_add(&sb->kills_next, 1) % SCOREBOARD_KILLS;
-    struct sb_kill *k = &sb->kills[i];
-    unsigned seq = atomic_load(&k->seq);
-    atomic_store(&k->seq, seq + 1);
-    strlcpy_c2a(k->job, job, sizeof(k->job));
-    atomic_store(&k->reason, reason);
-    atomic_store(&k->seq, seq + 2);
-}
-
-enum job_kill scoreboard_kill_reason(struct scoreboard *sb, const char *job)
-{
-    if (!job[0])
-        return JK_NONE;
-    unsigned next = atomic_load(&sb->kills_next);
-    /* Newest first. */
-    for (unsigned n = 0; n < SCOREBOARD_KILLS && n < next; n++) {
-        struct sb_kill *k = &sb->kills[(next - 1 - n) % SCOREBOARD_KILLS];
-        unsigned a = atomic_load(&k->seq);
-        char tmp[SCOREBOARD_JOB_LEN];
-        memcpy(tmp, k->job, sizeof(tmp));
-        int reason = atomic_load(&k->reason);
-        if ((a & 1) || atomic_load(&k->seq) != a)
-            continue;
-        tmp[sizeof(tmp) - 1] = '\0';
-        if (strcmp(tmp, job) == 0)
-            return (enum job_kill)reason;
-    }
-    return JK_NONE;
 }

@@ -53,27 +53,18 @@ struct sb_slot {
     atomic_uint_least64_t rss_kb;
     atomic_uint jobs_in_hand; /* received and not yet acked or handed back */
     atomic_uint transfers;    /* HTTP transfers in flight (fetch, TTS, upload, callback) */
+    atomic_int engine_pid;    /* the worker's engine child, 0 while there is none */
+    atomic_uint_least64_t engine_rss_kb;
+    atomic_uint_least64_t engine_crashes;  /* engine children that died on a job */
+    atomic_uint_least64_t engine_timeouts; /* ... killed because a job ran past job_timeout */
     atomic_uint seq; /* odd while current_job is being written */
     char current_job[SCOREBOARD_JOB_LEN];
     struct sb_hist_job job_seconds;
     struct sb_hist_audio audio_seconds;
 };
 
-/* Why the master saw a job's worker die, so that the worker that gets the job
- * back can dead-letter it with the right code once its attempts run out. */
-enum job_kill { JK_NONE = 0, JK_CRASHED, JK_TIMEOUT };
-#define SCOREBOARD_KILLS 32
-
-struct sb_kill {
-    atomic_uint seq; /* odd while being written */
-    atomic_int reason;
-    char job[SCOREBOARD_JOB_LEN];
-};
-
 struct scoreboard {
     atomic_int paused; /* set by the master: workers stop consuming */
-    atomic_uint kills_next;
-    struct sb_kill kills[SCOREBOARD_KILLS]; /* a ring of recent deaths with a job in hand */
     unsigned nslots;
     struct sb_slot slots[];
 };
@@ -96,11 +87,6 @@ const char *worker_state_name(enum worker_state st);
 
 /* Worker: one job finished after elapsed_us; audio_ms of audio (0 for none). */
 void slot_observe_job(struct sb_slot *slot, uint64_t elapsed_us, uint64_t audio_ms);
-
-/* Master: a worker died with this job in hand. */
-void scoreboard_note_kill(struct scoreboard *sb, const char *job, enum job_kill reason);
-/* Any process: the most recent reason noted for this job, JK_NONE if none. */
-enum job_kill scoreboard_kill_reason(struct scoreboard *sb, const char *job);
 
 /* Writer side (the slot's worker): set or clear (id == NULL) the current job. */
 void slot_set_job(struct sb_slot *slot, const char *id);

@@ -152,6 +152,8 @@ static void account_exit(struct master *m, struct child *c, int status)
     m->retired_failed += atomic_load(&s->jobs_failed);
     m->retired_retried += atomic_load(&s->jobs_retried);
     m->retired_dead += atomic_load(&s->jobs_dead);
+    m->retired_engine_crashes += atomic_load(&s->engine_crashes);
+    m->retired_engine_timeouts += atomic_load(&s->engine_timeouts);
     for (int k = 0; k <= HIST_JOB_BUCKETS; k++)
         m->retired_job_seconds.le[k] += atomic_load(&s->job_seconds.le[k]);
     m->retired_job_seconds.sum_us += atomic_load(&s->job_seconds.sum_us);
@@ -159,11 +161,6 @@ static void account_exit(struct master *m, struct child *c, int status)
         m->retired_audio_seconds.le[k] += atomic_load(&s->audio_seconds.le[k]);
     m->retired_audio_seconds.sum_ms += atomic_load(&s->audio_seconds.sum_ms);
     int self_stopping = atomic_load(&s->state) == WS_STOPPING;
-    char job[SCOREBOARD_JOB_LEN];
-    slot_get_job(s, job, sizeof(job));
-    int died = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    if (job[0] && died)
-        scoreboard_note_kill(m->sb, job, c->kill_reason == XR_JOB_TIMEOUT ? JK_TIMEOUT : JK_CRASHED);
 
     char how[64];
     if (WIFEXITED(status))
@@ -259,7 +256,9 @@ static int counts_as_serving(const struct master *m, const struct child *c)
 static void check_timeouts(struct master *m, int64_t now)
 {
     int64_t hb_limit = (int64_t)m->cfg->timeout * 1000;
-    int64_t job_limit = (int64_t)m->cfg->job_timeout * 1000;
+    /* A worker kills its own engine child at job_timeout and goes on; this is the
+     * backstop for a worker that failed to (the heartbeat catches a blocked loop). */
+    int64_t job_limit = ((int64_t)m->cfg->job_timeout + m->cfg->timeout) * 1000;
     for (int i = 0; i < m->nchildren; i++) {
         struct child *c = &m->children[i];
         struct sb_slot *s = scoreboard_slot(m->sb, c->slot);

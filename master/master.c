@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define TICK_MS 200
@@ -87,6 +88,9 @@ int master_run(struct master *m, int inherited_fd, int notify_fd)
     m->sb = scoreboard_create(SCOREBOARD_SLOTS);
     if (!m->sb)
         return 2;
+    /* The engine child of a worker that was killed is handed to us, not to init,
+     * and reaped with the workers (children_reap() ignores pids it does not know). */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     if (signals_init(m) < 0)
         return 2;
     m->control = control_open(m, m->cfg->control, inherited_fd);
@@ -310,24 +314,6 @@ void master_reexec(struct master *m)
     log_info("re-executing %s as pid %d", m->self_exe, (int)pid);
 }
 
-/* Close every inherited descriptor but stdio and the log. */
-static void close_inherited_fds(void)
-{
-    int keep = log_fd();
-    log_syslog_detach();
-    DIR *d = opendir("/proc/self/fd");
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            int fd = atoi(de->d_name);
-            if (fd > STDERR_FILENO && fd != keep && fd != dirfd(d))
-                close(fd);
-        }
-        closedir(d);
-    }
-    log_syslog_attach();
-}
-
 void master_close_in_child(struct master *m)
 {
     /* event_reinit gives this process its own epoll set first, so that deleting
@@ -341,5 +327,5 @@ void master_close_in_child(struct master *m)
      * a reply in flight would be cut off. Their descriptors are closed instead;
      * their memory lasts until the worker exits. */
     m->pidfile.fd = -1;
-    close_inherited_fds();
+    log_close_inherited_fds(-1);
 }

@@ -74,6 +74,7 @@ struct master {
 
     /* Counters of workers that have exited, so totals survive restarts. */
     uint64_t retired_ok, retired_failed, retired_retried, retired_dead;
+    uint64_t retired_engine_crashes, retired_engine_timeouts;
     uint64_t restarts_by_reason[XR_COUNT];
     struct {
         uint64_t le[HIST_JOB_BUCKETS + 1];

@@ -69,6 +69,8 @@ void metrics_render(struct master *m, struct evbuffer *b)
 {
     uint64_t ok = m->retired_ok, failed = m->retired_failed, retried = m->retired_retried,
              dead = m->retired_dead;
+    uint64_t engine_crashes = m->retired_engine_crashes,
+             engine_timeouts = m->retired_engine_timeouts;
     uint64_t job_le[HIST_JOB_BUCKETS + 1], audio_le[HIST_AUDIO_BUCKETS + 1];
     uint64_t job_sum_us = m->retired_job_seconds.sum_us;
     uint64_t audio_sum_ms = m->retired_audio_seconds.sum_ms;
@@ -83,6 +85,8 @@ void metrics_render(struct master *m, struct evbuffer *b)
         failed += atomic_load(&s->jobs_failed);
         retried += atomic_load(&s->jobs_retried);
         dead += atomic_load(&s->jobs_dead);
+        engine_crashes += atomic_load(&s->engine_crashes);
+        engine_timeouts += atomic_load(&s->engine_timeouts);
         for (int k = 0; k <= HIST_JOB_BUCKETS; k++)
             job_le[k] += atomic_load(&s->job_seconds.le[k]);
         for (int k = 0; k <= HIST_AUDIO_BUCKETS; k++)
@@ -93,7 +97,7 @@ void metrics_render(struct master *m, struct evbuffer *b)
         if (st > WS_FREE && st <= WS_STOPPING)
             by_state[st]++;
         connected |= atomic_load(&s->broker_connected);
-        rss_kb += atomic_load(&s->rss_kb);
+        rss_kb += atomic_load(&s->rss_kb) + atomic_load(&s->engine_rss_kb);
         in_hand += atomic_load(&s->jobs_in_hand);
         transfers += atomic_load(&s->transfers);
     }
@@ -112,6 +116,12 @@ void metrics_render(struct master *m, struct evbuffer *b)
         evbuffer_add_printf(b, "c2a_worker_restarts_total{reason=\"%s\"} %llu\n",
                             exit_reason_name((enum exit_reason)r),
                             (unsigned long long)m->restarts_by_reason[r]);
+    header(b, "c2a_engine_restarts_total", "counter",
+           "Engine children that died on a job: crashed, or killed at job_timeout.");
+    evbuffer_add_printf(b, "c2a_engine_restarts_total{reason=\"crashed\"} %llu\n",
+                        (unsigned long long)engine_crashes);
+    evbuffer_add_printf(b, "c2a_engine_restarts_total{reason=\"timeout\"} %llu\n",
+                        (unsigned long long)engine_timeouts);
     header(b, "c2a_workers", "gauge", "Worker processes, by state.");
     for (int st = WS_BOOTING; st <= WS_STOPPING; st++)
         evbuffer_add_printf(b, "c2a_workers{state=\"%s\"} %d\n",
@@ -136,7 +146,8 @@ void metrics_render(struct master *m, struct evbuffer *b)
     header(b, "c2a_master_resident_memory_bytes", "gauge", "Resident memory of the master.");
     evbuffer_add_printf(b, "c2a_master_resident_memory_bytes %llu\n",
                         (unsigned long long)proc_rss_kb(getpid()) * 1024);
-    header(b, "c2a_workers_resident_memory_bytes", "gauge", "Resident memory of all workers.");
+    header(b, "c2a_workers_resident_memory_bytes", "gauge",
+           "Resident memory of all workers and their engine children.");
     evbuffer_add_printf(b, "c2a_workers_resident_memory_bytes %llu\n",
                         (unsigned long long)rss_kb * 1024);
     header(b, "c2a_start_time_seconds", "gauge", "Start time of the master, since the epoch.");

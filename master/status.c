@@ -53,6 +53,8 @@ json_t *status_build(struct master *m, int full)
     json_t *workers = json_array();
     uint64_t ok = m->retired_ok, failed = m->retired_failed, retried = m->retired_retried,
              dead = m->retired_dead;
+    uint64_t engine_crashes = m->retired_engine_crashes,
+             engine_timeouts = m->retired_engine_timeouts;
     int connected = 0;
     for (int i = 0; i < m->nchildren; i++) {
         const struct child *c = &m->children[i];
@@ -64,6 +66,8 @@ json_t *status_build(struct master *m, int full)
         failed += w_failed;
         retried += atomic_load(&s->jobs_retried);
         dead += atomic_load(&s->jobs_dead);
+        engine_crashes += atomic_load(&s->engine_crashes);
+        engine_timeouts += atomic_load(&s->engine_timeouts);
         connected |= atomic_load(&s->broker_connected);
         int64_t hb = atomic_load(&s->heartbeat_mono_ms);
         int64_t job_start = atomic_load(&s->job_started_mono_ms);
@@ -82,6 +86,14 @@ json_t *status_build(struct master *m, int full)
                             job_start ? json_integer(now_mono - job_start) : json_null());
         json_object_set_new(w, "jobs_in_hand", json_integer(atomic_load(&s->jobs_in_hand)));
         json_object_set_new(w, "transfers", json_integer(atomic_load(&s->transfers)));
+        int engine_pid = atomic_load(&s->engine_pid);
+        json_object_set_new(w, "engine_pid", engine_pid ? json_integer(engine_pid) : json_null());
+        json_object_set_new(w, "engine_rss_kb",
+                            json_integer((json_int_t)atomic_load(&s->engine_rss_kb)));
+        json_object_set_new(w, "engine_crashes",
+                            json_integer((json_int_t)atomic_load(&s->engine_crashes)));
+        json_object_set_new(w, "engine_timeouts",
+                            json_integer((json_int_t)atomic_load(&s->engine_timeouts)));
         if (full) {
             json_object_set_new(w, "slot", json_integer(c->slot));
             json_object_set_new(w, "jobs_retried",
@@ -128,6 +140,9 @@ json_t *status_build(struct master *m, int full)
         "worker_restarts", (json_int_t)total_restarts, "restarts", restarts, "queues", queues,
         "broker", "connected", connected, "backoff", "boot_failures", (int)m->boot_failures,
         "next_spawn_in_ms", (json_int_t)backoff_ms);
+    json_t *totals = json_object_get(doc, "totals");
+    json_object_set_new(totals, "engine_crashes", json_integer((json_int_t)engine_crashes));
+    json_object_set_new(totals, "engine_timeouts", json_integer((json_int_t)engine_timeouts));
     json_t *broker = json_object_get(doc, "broker");
     json_object_set_new(broker, "url", json_string(probe_url(m->probe)));
     json_object_set_new(broker, "probe_connected", json_boolean(probe_connected(m->probe)));

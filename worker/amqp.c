@@ -411,6 +411,7 @@ static int read_delivery(struct amqp_link *l, amqp_frame_t *f)
     if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
         d->attempts = header_count(&p->headers, "x-c2a-attempts", AMQP_COUNT_MAX);
         d->crashes = header_count(&p->headers, "x-c2a-crashes", AMQP_COUNT_MAX);
+        d->redeliveries = header_count(&p->headers, "x-c2a-redeliveries", AMQP_COUNT_MAX);
     }
     d->body_len = msg.body.len;
     d->body = xmalloc(msg.body.len + 1);
@@ -589,17 +590,20 @@ int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_
         props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
         props.message_id = bytes(p->message_id);
     }
-    amqp_table_entry_t h[4];
+    amqp_table_entry_t h[5];
     int nh = 0;
-    if (p->attempts > 0) {
-        h[nh].key = amqp_cstring_bytes("x-c2a-attempts");
+    const struct {
+        const char *key;
+        int value;
+    } counts[] = {{"x-c2a-attempts", p->attempts},
+                  {"x-c2a-crashes", p->crashes},
+                  {"x-c2a-redeliveries", p->redeliveries}};
+    for (size_t i = 0; i < ARRAY_LEN(counts); i++) {
+        if (counts[i].value <= 0)
+            continue;
+        h[nh].key = amqp_cstring_bytes(counts[i].key);
         h[nh].value.kind = AMQP_FIELD_KIND_I32;
-        h[nh++].value.value.i32 = p->attempts;
-    }
-    if (p->crashes > 0) {
-        h[nh].key = amqp_cstring_bytes("x-c2a-crashes");
-        h[nh].value.kind = AMQP_FIELD_KIND_I32;
-        h[nh++].value.value.i32 = p->crashes;
+        h[nh++].value.value.i32 = counts[i].value;
     }
     if (p->error_code) {
         h[nh].key = amqp_cstring_bytes("x-c2a-error-code");

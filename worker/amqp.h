@@ -35,6 +35,7 @@ struct amqp_delivery {
     char message_id[AMQP_SHORTSTR];
     int attempts;              /* x-c2a-attempts header, 0 when absent or invalid */
     int crashes;               /* x-c2a-crashes: engine crashes and timeouts charged */
+    int redeliveries;          /* x-c2a-redeliveries: times its worker or connection was lost */
     char *body;                /* owned */
     size_t body_len;
 };
@@ -54,6 +55,7 @@ struct amqp_publish {
     const char *content_type;
     int attempts;              /* written as x-c2a-attempts when > 0 */
     int crashes;               /* written as x-c2a-crashes when > 0 */
+    int redeliveries;          /* written as x-c2a-redeliveries when > 0 */
     const char *error_code;    /* x-c2a-error-code, for dead letters */
     const char *error_message; /* x-c2a-error-message */
     const void *body;

@@ -292,6 +292,24 @@ fail:
     return -1;
 }
 
+/* Whether pid is a live process: a zombie (a writer killed a moment ago and not
+ * yet reaped) is not. */
+static int writer_alive(pid_t pid)
+{
+    if (kill(pid, 0) < 0 && errno == ESRCH)
+        return 0;
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 1; /* not ours to judge */
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close = strrchr(buf, ')');
+    return !(close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X'));
+}
+
 void encode_clean_stale(const char *dir)
 {
     char path[4096];
@@ -305,8 +323,8 @@ void encode_clean_stale(const char *dir)
         long pid = strtol(de->d_name, &end, 10);
         if (end == de->d_name || *end != '.' || pid <= 0)
             continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue; /* its writer is alive (or not ours to judge) */
+        if (writer_alive((pid_t)pid))
+            continue;
         if (unlinkat(dirfd(d), de->d_name, 0) == 0)
             log_info("removed %s/%s, left by a worker that died", path, de->d_name);
     }

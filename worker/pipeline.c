@@ -2,6 +2,7 @@
 #include "amqp.h"
 #include "content.h"
 #include "encode.h"
+#include "engine.h"
 #include "fetch.h"
 #include "http_api.h"
 #include "job.h"
@@ -21,14 +22,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Where a speech job is. The synthesis thread takes PH_SYNTH and PH_RENDER
- * tasks; the others wait on an HTTP transfer on the loop, so fetches, TTS
- * requests, uploads and callbacks of many jobs overlap the one synthesis. */
+/* Where a speech job is. The engine child takes PH_SYNTH and PH_RENDER tasks;
+ * the others wait on an HTTP transfer on the loop, so fetches, TTS requests,
+ * uploads and callbacks of many jobs overlap the one synthesis. */
 enum task_phase {
     PH_FETCH,    /* url: fetching the content */
-    PH_SYNTH,    /* waiting for the thread: espeak, or preparing pieces for the http engine */
+    PH_SYNTH,    /* waiting for the engine: espeak, or preparing pieces for the http engine */
     PH_TTS,      /* http engine: one request per piece, in order */
-    PH_RENDER,   /* waiting for the thread: decode the WAV answers, encode */
+    PH_RENDER,   /* waiting for the engine: decode the WAV answers, encode */
     PH_UPLOAD,   /* PUT of the audio to upload_url */
     PH_CALLBACK, /* POST of the result to callback_url */
 };
@@ -39,7 +40,7 @@ struct task {
     struct sb_slot *slot;
     enum task_phase phase;
     struct fetch *net;     /* the transfer in flight, if any */
-    int started;           /* has been on the synthesis thread */
+    int started;           /* has been on the engine */
     char *raw;             /* url: the fetched content */
     size_t raw_len;
     char raw_type[160];
@@ -54,10 +55,15 @@ struct task {
     struct job job;
     struct synth_work work;
     int attempts;          /* this attempt, 1-based */
+    int crashes;           /* engine crashes and timeouts charged to the job so far */
     unsigned pending;      /* publishes not yet confirmed */
     int failed_publish;    /* a publish was nacked or lost: do not ack */
+    int publish_lost;      /* ... one could not be sent (the connection is gone) */
+    int result_refused;    /* ... a result was nacked (its reply_to refuses it) */
     uint64_t dead_seq;     /* the dead letter's publish, 0 if none */
     int dead_failed;       /* ... and it was nacked or lost */
+    uint64_t requeue_seq;  /* the publish that puts the job back in a queue, 0 if none */
+    int counted_ok;        /* jobs_ok was counted for it */
     int64_t received_us;
 };
 
@@ -76,13 +82,13 @@ struct confirm_slot {
 struct pipeline {
     struct pipeline_env env;
     struct amqp_link *link;
-    struct synth *synth;
+    struct engine *engine;
     const struct http_api *http; /* c2a-http.so, once a job needed it */
     struct fetcher *fetcher;
-    /* Received and not finished, in order of arrival: waiting for the thread or
-     * for a transfer. The task on the thread is not in the list. */
+    /* Received and not finished, in order of arrival: waiting for the engine or
+     * for a transfer. The task on the engine is not in the list. */
     struct task *queue_head, *queue_tail;
-    struct task *current;                 /* on the synthesis thread */
+    struct task *current;                 /* on the engine */
     struct confirm_slot *confirms;
     size_t n_confirms, cap_confirms;
     int paused;
@@ -138,13 +144,6 @@ static int net_busy(const struct task *t)
     return 0;
 }
 
-static void free_pieces(char **pieces, int n)
-{
-    for (int i = 0; pieces && i < n; i++)
-        free(pieces[i]);
-    free(pieces);
-}
-
 static void task_free(struct task *t)
 {
     if (!t)
@@ -152,14 +151,14 @@ static void task_free(struct task *t)
     net_cancel(t);
     atomic_fetch_sub(&t->slot->jobs_in_hand, 1);
     free(t->raw);
-    free_pieces(t->pieces, t->n_pieces);
+    synth_free_pieces(t->pieces, t->n_pieces);
     for (int i = 0; i < t->n_wavs; i++)
         free(t->wavs[i].data);
     free(t->wavs);
     free(t->calls);
     json_decref(t->result);
     free(t->work.spoken_text);
-    free_pieces(t->work.pieces, t->work.n_pieces);
+    synth_free_pieces(t->work.pieces, t->work.n_pieces);
     free(t->work.app_result.json);
     job_clear(&t->job);
     free(t->work.marks_json);
@@ -180,8 +179,27 @@ static void confirm_track(struct pipeline *p, uint64_t seq, struct task *t)
 }
 
 /* Everything the task published is confirmed: now the job may be acked. */
+static void retry_later(struct pipeline *p, struct task *t, const char *code, const char *msg);
+
 static void task_complete(struct pipeline *p, struct task *t)
 {
+    if (t->failed_publish && t->result_refused && !t->publish_lost && !t->dead_seq &&
+        !t->requeue_seq) {
+        /* Only its result was refused (a reply_to queue that rejects messages,
+         * e.g. full with x-overflow = reject-publish): the job is done but not
+         * reported. A transient failure of its own, retried later; nothing
+         * crashed. */
+        char msg[AMQP_SHORTSTR + 64];
+        snprintf(msg, sizeof(msg), "the broker refused the result for reply_to %s",
+                 t->d->reply_to[0] ? t->d->reply_to : "(results exchange)");
+        t->failed_publish = t->result_refused = 0;
+        if (t->counted_ok) {
+            atomic_fetch_sub(&p->env.slot->jobs_ok, 1);
+            t->counted_ok = 0;
+        }
+        retry_later(p, t, "reply_failed", msg);
+        return;
+    }
     if (t->failed_publish && t->dead_seq && !t->dead_failed) {
         /* The dead letter is safe; only the error result could not be delivered
          * (a reply queue that refuses messages): retrying cannot help. */
@@ -206,7 +224,7 @@ static uint64_t publish(struct pipeline *p, struct task *t, const struct amqp_pu
 {
     uint64_t seq;
     if (amqp_link_publish(p->link, m, &seq) < 0) {
-        t->failed_publish = 1;
+        t->failed_publish = t->publish_lost = 1;
         return 0;
     }
     confirm_track(p, seq, t);
@@ -264,7 +282,7 @@ static void finish_dead(struct pipeline *p, struct task *t, const char *code, co
     amqp_dead_queue(t->d->queue, dead, sizeof(dead));
     struct amqp_publish m = {.exchange = "", .routing_key = dead,
                              .message_id = t->d->message_id, .attempts = t->attempts,
-                             .error_code = code, .error_message = msg, .body = t->d->body,
+                             .crashes = t->crashes, .error_code = code, .error_message = msg, .body = t->d->body,
                              .len = t->d->body_len};
     t->dead_seq = publish(p, t, &m);
     t->dead_failed = t->dead_seq == 0;
@@ -273,17 +291,19 @@ static void finish_dead(struct pipeline *p, struct task *t, const char *code, co
     settle(p, t);
 }
 
-/* Put the message back at the tail of its queue with `attempts` recorded, then
- * ack this delivery. Used for transient failures (through a delay queue) and for
- * messages handed back unprocessed. */
-static void requeue(struct pipeline *p, struct task *t, const char *routing_key, int attempts)
+/* Put the message back at the tail of its queue with `attempts` and the task's
+ * crashes recorded, then ack this delivery. Used for transient failures (through
+ * a delay queue) and for messages handed back unprocessed. */
+static void requeue(struct pipeline *p, struct task *t, const char *routing_key, int attempts,
+                    int redeliveries)
 {
     struct amqp_publish m = {.exchange = "", .routing_key = routing_key,
                              .message_id = t->d->message_id,
                              .correlation_id = t->d->correlation_id,
                              .reply_to = t->d->reply_to, .attempts = attempts,
+                             .crashes = t->crashes, .redeliveries = redeliveries,
                              .body = t->d->body, .len = t->d->body_len};
-    publish(p, t, &m);
+    t->requeue_seq = publish(p, t, &m);
     settle(p, t);
 }
 
@@ -298,7 +318,7 @@ static void retry_later(struct pipeline *p, struct task *t, const char *code, co
     log_info("job %s: %s: %s; retry %d of %d via %s", t->job.id, code, msg, t->attempts + 1,
              p->env.cfg->max_attempts, q);
     atomic_fetch_add(&p->env.slot->jobs_retried, 1);
-    requeue(p, t, q, t->attempts);
+    requeue(p, t, q, t->attempts, 0);
 }
 
 static void set_idle(struct pipeline *p)
@@ -384,6 +404,7 @@ static void finish_ok(struct pipeline *p, struct task *t)
     json_t *doc = t->result;
     t->result = NULL;
     atomic_fetch_add(&p->env.slot->jobs_ok, 1);
+    t->counted_ok = 1;
     publish_result(p, t, doc);
     settle(p, t);
 }
@@ -543,6 +564,12 @@ static void on_fetched(void *arg, struct fetch_result *r)
         task_fail(p, t, r->transient, "fetch_failed", "url: %s", r->error);
         return;
     }
+    if (r->len == 0) {
+        /* 204, or 200 with no body: nothing to speak (the url must not be spoken
+         * in its place). */
+        task_fail(p, t, 0, "bad_field", "url: the content is empty");
+        return;
+    }
     log_debug("job %s: fetched %zu bytes of %s", t->job.id, r->len,
               r->content_type[0] ? r->content_type : "(no type)");
     t->raw = r->body;
@@ -595,7 +622,23 @@ static void app_done(struct pipeline *p, struct task *t)
     finish_ok(p, t);
 }
 
-static void on_synth_done(void *arg, struct synth_work *w)
+/* The engine died on this job (a crash, or killed at job_timeout). The job alone
+ * is charged: one attempt and one crash. A job that has crashed its engine
+ * CRASH_LIMIT times is quarantined (dead-lettered), whatever max_attempts allows
+ * for transient failures. */
+#define CRASH_LIMIT 2
+
+static void engine_died_on(struct pipeline *p, struct task *t)
+{
+    t->crashes++;
+    const char *code = t->work.code; /* crashed or timeout */
+    if (t->crashes >= CRASH_LIMIT)
+        task_fail(p, t, 0, code, "%s (%d times)", t->work.message, t->crashes);
+    else
+        task_fail(p, t, 1, code, "%s", t->work.message);
+}
+
+static void on_engine_done(void *arg, struct synth_work *w)
 {
     struct pipeline *p = arg;
     struct task *t = p->current;
@@ -609,6 +652,8 @@ static void on_synth_done(void *arg, struct synth_work *w)
                  t->job.id);
         count_done(p, t, 0);
         task_free(t);
+    } else if (t->work.engine_died) {
+        engine_died_on(p, t);
     } else if (!t->work.ok) {
         if (t->work.permanent)
             task_fail(p, t, 0, t->work.code, "%s", t->work.message);
@@ -634,7 +679,12 @@ static void on_synth_done(void *arg, struct synth_work *w)
     maybe_stopped(p);
 }
 
-/* The next task for the synthesis thread: one whose audio is half made first
+static void on_engine_ready(void *arg)
+{
+    kick(arg);
+}
+
+/* The next task for the engine: one whose audio is half made first
  * (PH_RENDER), else the oldest waiting. Stopping, only tasks already started go
  * on; maybe_stopped() hands the others back. */
 static struct task *next_for_thread(struct pipeline *p)
@@ -654,7 +704,7 @@ static struct task *next_for_thread(struct pipeline *p)
 
 static void kick(struct pipeline *p)
 {
-    if (p->current || !p->synth)
+    if (p->current || !p->engine || !engine_idle(p->engine))
         return;
     struct task *t = next_for_thread(p);
     if (!t)
@@ -665,12 +715,9 @@ static void kick(struct pipeline *p)
     slot_set_job(p->env.slot, t->job.id);
     atomic_store(&p->env.slot->state, WS_BUSY);
     struct synth_work *w = &t->work;
-    w->http = p->http;
-    w->ok = w->permanent = 0;
+    w->ok = w->permanent = w->engine_died = w->timed_out = 0;
     w->code[0] = w->message[0] = '\0';
     w->job = &t->job;
-    w->output_dir = p->env.cfg->output_dir;
-    w->max_duration_s = p->env.cfg->max_duration;
     if (p->env.app) {
         w->app = p->env.app;
         w->app_state = p->env.app_state;
@@ -688,7 +735,7 @@ static void kick(struct pipeline *p)
         w->max_chars = p->env.cfg->max_chars;
         w->piece_max = (size_t)p->env.cfg->http_max_chars;
     }
-    synth_submit(p->synth, w);
+    engine_submit(p->engine, w);
 }
 
 static void enqueue(struct pipeline *p, struct task *t)
@@ -745,6 +792,10 @@ static int ensure_http(struct pipeline *p, char *err, size_t errlen)
     return 0;
 }
 
+/* Deliveries lost with their worker or connection before a job is dead-lettered. */
+#define REDELIVERY_LIMIT 10
+#define REDELIVERY_LIMIT_S "10"
+
 static void on_delivery(void *arg, struct amqp_delivery *d)
 {
     struct pipeline *p = arg;
@@ -756,25 +807,27 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
     t->received_us = now_mono_us();
     t->attempts = d->attempts + 1;
 
+    t->crashes = d->crashes;
+
     if (d->redelivered) {
-        /* The last attempt was interrupted: the worker crashed or was killed, or
-         * the connection was lost. Count it in the message itself (a redelivery
-         * carries the old headers), so a job that kills its worker every time
-         * reaches max_attempts instead of crash-looping the pool. */
+        /* Its worker or connection went away while the job was in hand: that is
+         * not the job's fault, so no attempt is charged (a crash of the engine on
+         * the job is charged where it happens). The count of such redeliveries
+         * travels in the message (republished to the tail of its queue), so that
+         * a job that somehow takes its whole worker down every time still cannot
+         * crash-loop the pool. */
         app_job_id(d, t->job.id, sizeof(t->job.id));
-        if (d->attempts + 1 >= p->env.cfg->max_attempts) {
-            t->attempts = d->attempts + 1;
-            if (scoreboard_kill_reason(p->env.sb, t->job.id) == JK_TIMEOUT)
-                finish_dead(p, t, "timeout", "the job ran past job_timeout on its last attempt");
-            else
-                finish_dead(p, t, "crashed",
-                            "the job was interrupted on every attempt (worker crash, kill or "
-                            "lost connection)");
+        t->attempts = d->attempts > 0 ? d->attempts : 1;
+        if (d->redeliveries + 1 >= REDELIVERY_LIMIT) {
+            count_done(p, t, 0);
+            finish_dead(p, t, "crashed",
+                        "its worker or connection was lost on every delivery (" 
+                        "redelivered " REDELIVERY_LIMIT_S " times)");
             return;
         }
-        log_warn("job %s: redelivered after an interrupted attempt; attempt %d of %d",
-                 t->job.id[0] ? t->job.id : "?", d->attempts + 2, p->env.cfg->max_attempts);
-        requeue(p, t, d->queue, d->attempts + 1);
+        log_info("job %s: redelivered after its worker or connection was lost (%d)",
+                 t->job.id[0] ? t->job.id : "?", d->redeliveries + 1);
+        requeue(p, t, d->queue, d->attempts, d->redeliveries + 1);
         return;
     }
 
@@ -824,7 +877,10 @@ static void on_confirm(void *arg, uint64_t seq, int acked)
         p->confirms[i] = p->confirms[--p->n_confirms];
         if (!acked) {
             t->failed_publish = 1;
-            t->dead_failed |= seq == t->dead_seq;
+            if (seq == t->dead_seq)
+                t->dead_failed = 1;
+            else if (seq != t->requeue_seq)
+                t->result_refused = 1;
         }
         if (--t->pending == 0)
             task_complete(p, t);
@@ -912,13 +968,17 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
 {
     if (!env->noop && ensure_output_dir(env->cfg->output_dir, err, errlen) < 0)
         return NULL;
-    if (!env->noop && !env->app)
-        encode_clean_stale(env->cfg->output_dir);
     struct pipeline *p = xcalloc(1, sizeof(*p));
     p->env = *env;
     if (!env->noop) {
-        p->synth = synth_start(env->base, !env->app, on_synth_done, p, err, errlen);
-        if (!p->synth) {
+        /* The engine child cleans up temporary files of dead writers. Under the
+         * built-in speech app it is sandboxed; an app from a shared object may
+         * need what the sandbox refuses (the network). */
+        struct engine_env ee = {env->base, env->cfg, env->slot, !env->app, !env->app,
+                                env->app, env->app_state};
+        struct engine_callbacks cb = {on_engine_done, on_engine_ready, p};
+        p->engine = engine_start(&ee, &cb, err, errlen);
+        if (!p->engine) {
             free(p);
             return NULL;
         }
@@ -982,7 +1042,7 @@ static void maybe_stopped(struct pipeline *p)
         if (!t->started) {
             net_cancel(t);
             list_remove(p, t);
-            requeue(p, t, t->d->queue, t->d->attempts);
+            requeue(p, t, t->d->queue, t->d->attempts, t->d->redeliveries);
         }
         t = next;
     }
@@ -1007,7 +1067,7 @@ static void pipeline_free(struct pipeline *p)
 {
     if (!p)
         return;
-    synth_stop(p->synth); /* waits for a job in hand */
+    engine_free(p->engine); /* a job in hand is dropped: the broker gets it back */
     task_free(p->current);
     drop_queued(p);
     for (size_t i = 0; i < p->n_confirms; i++) {

@@ -1,10 +1,9 @@
 /*
- * The synthesis thread of a worker. espeak-ng keeps global state, so each worker
- * process has exactly one thread that synthesizes, one job at a time; encoding
- * and writing the file happen there too, so the worker's event loop only hands
- * jobs over and receives results.
- *
- * synth_submit() and the done callback are called on the loop's thread only.
+ * What the engine child does with one job: synthesis with espeak-ng (or the
+ * preparation and rendering around the http engine, or an app's handle()), the
+ * encoding and the file. espeak-ng keeps global state and can crash on some
+ * inputs, so this runs only in the engine child (engine.h), one job at a time;
+ * a worker's event loop only hands jobs over and receives results.
  */
 #ifndef C2A_SYNTH_H
 #define C2A_SYNTH_H
@@ -53,6 +52,8 @@ struct synth_work {
     int max_duration_s;
     /* out */
     int ok;
+    int engine_died;      /* the engine child died on this job (crash, or killed at job_timeout) */
+    int timed_out;        /* ... because it ran past job_timeout */
     int permanent;        /* on failure: retrying cannot help */
     char code[32];        /* unknown_voice, too_large, synth_failed, ... */
     char message[256];
@@ -64,15 +65,18 @@ struct synth_work {
     int64_t synth_ms, encode_ms;
 };
 
-typedef void (*synth_done_fn)(void *arg, struct synth_work *w);
+struct synth;
 
-/* Start the thread and, with espeak set, initialize espeak-ng in it; NULL with a
- * reason in err if espeak-ng cannot start (a boot failure). */
-struct synth *synth_start(struct event_base *base, int espeak, synth_done_fn done, void *arg,
-                          char *err, size_t errlen);
-/* Hand over one job; the thread must be idle (one at a time). */
-void synth_submit(struct synth *s, struct synth_work *w);
-/* Stop the thread after its current job; the done callback is not called again. */
-void synth_stop(struct synth *s);
+/* In the engine child: initialize (espeak-ng when espeak is set); NULL with a
+ * reason in err when it cannot start. allow_mbrola: accept mb/ voices. */
+struct synth *synth_init(int espeak, int allow_mbrola, char *err, size_t errlen);
+/* Run one job; the outcome is in w's out fields. */
+void synth_run(struct synth *s, struct synth_work *w);
+void synth_free(struct synth *s);
+
+/* Free a malloc'd array of n malloc'd strings (pieces). */
+void synth_free_pieces(char **pieces, int n);
+/* The work's results (out fields) freed and cleared. */
+void synth_work_clear_out(struct synth_work *w);
 
 #endif

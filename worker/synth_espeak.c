@@ -5,33 +5,19 @@
 #include "../common/util.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <espeak-ng/espeak_ng.h>
 #include <espeak-ng/speak_lib.h>
-#include <event2/event.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 struct synth {
-    pthread_t thread;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    struct synth_work *pending; /* handed over, not yet taken */
-    int quit;
-    int pipe[2];                /* thread -> loop: a job is done */
-    struct event *ev;
-    synth_done_fn done;
-    void *arg;
-    int espeak; /* this thread synthesizes with espeak-ng */
-    /* thread side */
-    int init_rc;
-    char init_err[256];
+    int espeak; /* this engine synthesizes with espeak-ng */
+    int allow_mbrola;
     int rate;
     char voice[JOB_VOICE_MAX + 1];
-    struct synth_work *done_work;
 };
 
 /* What the synthesis callback fills, per job: audio goes straight to the
@@ -96,7 +82,7 @@ static int refuse_uri(int type, const char *uri, const char *base)
     return 1;
 }
 
-static int init_espeak(struct synth *s)
+static int init_espeak(struct synth *s, char *err, size_t errlen)
 {
     espeak_ng_ERROR_CONTEXT ctx = NULL;
     espeak_ng_InitializePath(NULL);
@@ -106,7 +92,7 @@ static int init_espeak(struct synth *s)
     if (st != ENS_OK) {
         char msg[128] = "";
         espeak_ng_GetStatusCodeMessage(st, msg, sizeof(msg));
-        snprintf(s->init_err, sizeof(s->init_err), "espeak-ng: %s", msg);
+        snprintf(err, errlen, "espeak-ng: %s", msg);
         espeak_ng_ClearErrorContext(&ctx);
         return -1;
     }
@@ -213,6 +199,13 @@ static int job_text(struct synth_work *w, struct content *c)
         fail_work(w, 1, "bad_field", "url: %s", err);
         return -1;
     }
+    size_t blank = strspn(c->text, " \t\r\n");
+    if (blank == c->len) {
+        fail_work(w, 1, "bad_field", "url: the content is empty");
+        free(c->text);
+        c->text = NULL;
+        return -1;
+    }
     if (job_utf8_chars(c->text, c->len) > (size_t)w->max_chars) {
         fail_work(w, 1, "too_large", "url: the content is longer than %d characters",
                   w->max_chars);
@@ -287,90 +280,13 @@ static void run_work(struct synth *s, struct synth_work *w)
     }
 }
 
-static void *thread_main(void *arg)
-{
-    struct synth *s = arg;
-    int rc = s->espeak ? init_espeak(s) : 0;
-    pthread_mutex_lock(&s->lock);
-    s->init_rc = rc < 0 ? -1 : 1;
-    pthread_cond_broadcast(&s->cond);
-    for (;;) {
-        while (!s->pending && !s->quit)
-            pthread_cond_wait(&s->cond, &s->lock);
-        if (s->quit)
-            break;
-        struct synth_work *w = s->pending;
-        s->pending = NULL;
-        pthread_mutex_unlock(&s->lock);
-        run_work(s, w);
-        pthread_mutex_lock(&s->lock);
-        s->done_work = w;
-        pthread_mutex_unlock(&s->lock);
-        char b = 1;
-        if (write(s->pipe[1], &b, 1) < 0) {
-            /* the loop reads the pipe; it cannot be full with one job out */
-        }
-        pthread_mutex_lock(&s->lock);
-    }
-    pthread_mutex_unlock(&s->lock);
-    if (rc == 0 && s->espeak)
-        espeak_ng_Terminate();
-    return NULL;
-}
-
-static void on_done(evutil_socket_t fd, short what, void *arg)
-{
-    (void)what;
-    struct synth *s = arg;
-    char buf[16];
-    if (read(fd, buf, sizeof(buf)) <= 0)
-        return;
-    pthread_mutex_lock(&s->lock);
-    struct synth_work *w = s->done_work;
-    s->done_work = NULL;
-    pthread_mutex_unlock(&s->lock);
-    if (!w)
-        return;
-    s->done(s->arg, w);
-}
-
-struct synth *synth_start(struct event_base *base, int espeak, synth_done_fn done, void *arg,
-                          char *err, size_t errlen)
+struct synth *synth_init(int espeak, int allow_mbrola, char *err, size_t errlen)
 {
     struct synth *s = xcalloc(1, sizeof(*s));
     s->espeak = espeak;
-    s->done = done;
-    s->arg = arg;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
-    if (pipe2(s->pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-        snprintf(err, errlen, "pipe: %s", strerror(errno));
+    s->allow_mbrola = allow_mbrola;
+    if (espeak && init_espeak(s, err, errlen) < 0) {
         free(s);
-        return NULL;
-    }
-    s->ev = event_new(base, s->pipe[0], EV_READ | EV_PERSIST, on_done, s);
-    event_add(s->ev, NULL);
-    /* espeak-ng recurses deeply on some inputs: give the thread a large stack. */
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 16u << 20);
-    int rc = pthread_create(&s->thread, &attr, thread_main, s);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        snprintf(err, errlen, "pthread_create: %s", strerror(rc));
-        event_free(s->ev);
-        close(s->pipe[0]);
-        close(s->pipe[1]);
-        free(s);
-        return NULL;
-    }
-    pthread_mutex_lock(&s->lock);
-    while (!s->init_rc)
-        pthread_cond_wait(&s->cond, &s->lock);
-    pthread_mutex_unlock(&s->lock);
-    if (s->init_rc < 0) {
-        snprintf(err, errlen, "%s", s->init_err);
-        synth_stop(s);
         return NULL;
     }
     if (espeak)
@@ -378,27 +294,37 @@ struct synth *synth_start(struct event_base *base, int espeak, synth_done_fn don
     return s;
 }
 
-void synth_submit(struct synth *s, struct synth_work *w)
+void synth_run(struct synth *s, struct synth_work *w)
 {
-    pthread_mutex_lock(&s->lock);
-    s->pending = w;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->lock);
+    run_work(s, w);
 }
 
-void synth_stop(struct synth *s)
+void synth_free(struct synth *s)
 {
-    if (!s)
-        return;
-    pthread_mutex_lock(&s->lock);
-    s->quit = 1;
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->lock);
-    pthread_join(s->thread, NULL);
-    event_free(s->ev);
-    close(s->pipe[0]);
-    close(s->pipe[1]);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->cond);
+    if (s && s->espeak)
+        espeak_ng_Terminate();
     free(s);
+}
+
+void synth_free_pieces(char **pieces, int n)
+{
+    for (int i = 0; pieces && i < n; i++)
+        free(pieces[i]);
+    free(pieces);
+}
+
+void synth_work_clear_out(struct synth_work *w)
+{
+    free(w->marks_json);
+    free(w->spoken_text);
+    synth_free_pieces(w->pieces, w->n_pieces);
+    free(w->app_result.json);
+    w->marks_json = w->spoken_text = NULL;
+    w->pieces = NULL;
+    w->n_pieces = 0;
+    w->app_result = (struct c2a_result){0};
+    w->ok = w->permanent = w->engine_died = w->timed_out = 0;
+    w->code[0] = w->message[0] = '\0';
+    w->enc = (struct encoded){0};
+    w->synth_ms = w->encode_ms = 0;
 }

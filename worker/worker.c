@@ -74,6 +74,8 @@ static void heartbeat_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     atomic_store(&w->slot->heartbeat_mono_ms, now_mono_ms());
     atomic_store(&w->slot->rss_kb, proc_rss_kb(getpid()));
+    int engine = atomic_load(&w->slot->engine_pid);
+    atomic_store(&w->slot->engine_rss_kb, engine ? proc_rss_kb(engine) : 0);
     if (getppid() != w->master_pid) {
         begin_stop(w, "the master is gone");
         return;

@@ -84,31 +84,12 @@ static void test_shared_across_fork(void **state)
     scoreboard_destroy(sb);
 }
 
-static void test_kill_ring(void **state)
-{
-    (void)state;
-    struct scoreboard *sb = scoreboard_create(1);
-    assert_int_equal(scoreboard_kill_reason(sb, "a"), JK_NONE);
-    scoreboard_note_kill(sb, "a", JK_CRASHED);
-    scoreboard_note_kill(sb, "b", JK_TIMEOUT);
-    assert_int_equal(scoreboard_kill_reason(sb, "a"), JK_CRASHED);
-    assert_int_equal(scoreboard_kill_reason(sb, "b"), JK_TIMEOUT);
-    scoreboard_note_kill(sb, "a", JK_TIMEOUT); /* the newest note wins */
-    assert_int_equal(scoreboard_kill_reason(sb, "a"), JK_TIMEOUT);
-    for (int i = 0; i < SCOREBOARD_KILLS; i++)
-        scoreboard_note_kill(sb, "other", JK_CRASHED);
-    assert_int_equal(scoreboard_kill_reason(sb, "b"), JK_NONE); /* rolled out */
-    assert_int_equal(scoreboard_kill_reason(sb, ""), JK_NONE);
-    scoreboard_destroy(sb);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_acquire_release),
         cmocka_unit_test(test_job_text),
         cmocka_unit_test(test_shared_across_fork),
-        cmocka_unit_test(test_kill_ring),
     };
     return cmocka_run_group_tests_name("scoreboard", tests, NULL, NULL);
 }
