@@ -1,12 +1,18 @@
 """The sanitizer pass sees every report: a test app makes a worker overflow a
 signed int (UBSan), write past a heap block (ASan) or leak a block (LSan), under
-a master in the foreground and under one started with -D (its workers' fd 2
-would be /dev/null, and GCC's UBSan ignores log_path). Each test takes the
-reports from the watch itself, so that what it provokes does not fail it."""
+a master in the foreground, one started with -D (its workers' fd 2 would be
+/dev/null, and GCC's UBSan ignores log_path), one re-executed by USR2, and with
+workers running as nobody. Each test takes the reports from the watch itself,
+so that what it provokes does not fail it."""
+
+import os
+import shutil
+import signal
+import tempfile
 
 import pytest
 
-from conftest import BIN, SANITIZE, queue_name, run, wait_for
+from conftest import BIN, SANITIZE, alive, queue_name, run, wait_for
 
 sanitizer_only = pytest.mark.skipif(not SANITIZE, reason="needs a sanitizer build")
 
@@ -17,9 +23,9 @@ KINDS = {
 }
 
 
-def start(daemon, test_app, detached):
+def start(daemon, test_app, detached, **sections):
     d = daemon(workers={"count": "1", "app": test_app("sanapp", "san_app")},
-               broker={"max_attempts": "1"})
+               broker={"max_attempts": "1"}, **sections)
     if not detached:
         return d.start()
     r = run([BIN, "-D", "-c", str(d.conf)], timeout=30)
@@ -69,6 +75,41 @@ def test_a_leak_in_a_worker_is_caught_when_it_exits(daemon, broker, test_app,
     d.stop()
     found = take_until(sanitizer_reports, KINDS["leak"], timeout=10)
     assert all(KINDS["leak"] in t for _, t in found), found
+
+
+@sanitizer_only
+def test_a_report_from_a_re_executed_master_s_worker_is_caught(daemon, broker, test_app,
+                                                             sanitizer_reports):
+    d = start(daemon, test_app, detached=True)
+    old = d.master_pid
+    d.signal(signal.SIGUSR2)
+    new = wait_for(lambda: (lambda p: p != old and p)(int(d.pidfile.read_text())),
+                   what="new master")
+    d.adopted.append(new)
+    wait_for(lambda: not alive(old), timeout=30, what="the old master gone")
+    d.master_pid = new
+    d.wait_workers(1, timeout=30)
+    broker.publish(queue_name(d.tmp, d.name), None, raw="overflow")
+    take_until(sanitizer_reports, KINDS["overflow"])
+    d.stop()
+    sanitizer_reports.take()
+
+
+@sanitizer_only
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_a_leak_in_a_worker_running_as_nobody_is_caught(daemon, broker, test_app,
+                                                        sanitizer_reports):
+    out = tempfile.mkdtemp(prefix="c2a-nobody-")
+    os.chown(out, 65534, 65534)
+    try:
+        d = start(daemon, test_app, False, master={"user": "nobody"}, output={"dir": out})
+        broker.publish(queue_name(d.tmp, d.name), None, raw="leak", correlation_id="leak")
+        assert broker.wait_results(1, timeout=60)["leak"]["status"] == "ok"
+        d.stop()
+        found = take_until(sanitizer_reports, KINDS["leak"], timeout=10)
+        assert all(KINDS["leak"] in t for _, t in found), found
+    finally:
+        shutil.rmtree(out)
 
 
 def test_the_check_fails_on_a_report_in_any_sink(sanitizer_reports):
