@@ -57,7 +57,7 @@ HTTPLIB    := $(BUILD)/c2a-http.so
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_APPS  := $(patsubst tests/apps/%.c,$(BUILD)/tests/%.so,$(wildcard tests/apps/*.c))
-TEST_TOOLS := $(BUILD)/tests/sfinfo
+TEST_TOOLS := $(BUILD)/tests/sfinfo $(BUILD)/tests/keepstderr.so
 
 BIN := $(BUILD)/c2a-worker
 CTL := $(BUILD)/c2actl
@@ -97,6 +97,12 @@ $(BUILD)/tests/%.so: tests/apps/%.c worker/c2a_app.h
 $(BUILD)/tests/sfinfo: tests/tools/sfinfo.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs sndfile) -lm
+
+# Preloaded by the integration tests into a sanitizer build's processes, so it is
+# built without sanitizers: see the file.
+$(BUILD)/tests/keepstderr.so: tests/tools/keepstderr.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 
 BENCH := $(BUILD)/bench/loadgen $(BUILD)/bench/inproc
 bench-tools: $(BENCH)

@@ -2,11 +2,15 @@
 directory, the daemon started in the foreground (or with -D), and helpers that
 look at it only from outside: /status, the pidfile, the log, /proc."""
 
+import itertools
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +21,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("C2A_BIN", str(ROOT / "build" / "c2a-worker"))
 TEST_APPS = os.environ.get("C2A_TEST_APPS", str(ROOT / "build" / "tests"))
+SANITIZE = os.environ.get("C2A_SANITIZE") == "1"
 
 
 # Queue names carry a token of this pytest run: the broker outlives a run (and the
@@ -99,6 +104,139 @@ def base_config(tmp, port, name="c2a", **sections):
     return "\n".join(lines)
 
 
+# Sanitizer reports. Where a gcc 12 ASan+UBSan build writes them (found by
+# experiment with a small program; test_sanitizer_watch.py keeps it true here):
+#  - ASan and LSan honour log_path: <prefix>.<pid>, opened when a report is
+#    written, so also by a process whose fd 2 is /dev/null, by forked children,
+#    and by workers that dropped privileges (the directory lets them create files).
+#  - UBSan ignores log_path (GCC PR 94328: libasan's __sanitizer_set_report_path
+#    serves both runtimes) and writes to fd 2. So every program of ours gets a
+#    file as stdout and stderr, never a pipe nobody reads (UBSan's report would
+#    be lost, and a full pipe blocks the daemon), and keepstderr.so keeps that
+#    file as fd 2 after a -D master detaches (it would be /dev/null).
+#  - halt_on_error and abort_on_error: the process dies of SIGABRT after its
+#    first report, so a bad worker is also seen by the master as a crash.
+# The patterns match the first line of every kind of report.
+SANITIZER_REPORT = re.compile(
+    r"runtime error:|ERROR: \w*Sanitizer|SUMMARY: \w*Sanitizer|\w*Sanitizer:DEADLYSIGNAL"
+    r"|Sanitizer has encountered a fatal error|Sanitizer CHECK failed"
+    r"|ERROR: Can't open file|runtime does not come first")
+KEEPSTDERR = Path(TEST_APPS) / "keepstderr.so"
+_watch = None  # the running test's SanitizerWatch
+
+
+class SanitizerWatch:
+    """Everywhere one test's processes may leave a sanitizer report: the log_path
+    directory and the files that are their stderr."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.dir = Path(tempfile.mkdtemp(prefix="c2a-san-"))
+        os.chmod(self.dir, 0o1777)  # for workers running as another user
+        self.prefix = self.dir / "report"
+        self.outputs = []
+        self.seen = {}  # path -> bytes of it already looked at
+        self.count = itertools.count(1)
+
+    def options(self):
+        """ASAN_OPTIONS and UBSAN_OPTIONS for every process the test starts."""
+        common = f"log_path={self.prefix}:halt_on_error=1:abort_on_error=1"
+        # keepstderr.so is preloaded before libasan; it displaces nothing of ASan's.
+        return {"ASAN_OPTIONS": f"{common}:detect_leaks=1:verify_asan_link_order=0",
+                "UBSAN_OPTIONS": f"{common}:print_stacktrace=1"}
+
+    def env(self, extra=None):
+        """The environment for a program of ours (os.environ has the options)."""
+        env = dict(os.environ, **(extra or {}))
+        if SANITIZE:
+            assert KEEPSTDERR.exists(), f"{KEEPSTDERR} is built by 'make integration'"
+            env["LD_PRELOAD"] = " ".join(filter(None, [str(KEEPSTDERR), env.get("LD_PRELOAD")]))
+        return env
+
+    def output(self, name):
+        """A new file to be some process's stderr, looked at by check()."""
+        path = self.tmp / f"{name}.{next(self.count)}.stderr"
+        self.outputs.append(path)
+        return path
+
+    def take(self):
+        """Reports not returned before, as [(file name, text)]: every file of the
+        log_path directory that is new or has grown, whole (one may be read while
+        it is written); of a stderr file, what it gained from the line where a
+        report starts."""
+        found = []
+        for path in sorted(self.dir.iterdir()) + self.outputs:
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            start, self.seen[path] = self.seen.get(path, 0), len(data)
+            if path.parent == self.dir:
+                if len(data) > start:
+                    found.append((path.name, data.decode(errors="replace")))
+                continue
+            text = data[start:].decode(errors="replace")
+            m = SANITIZER_REPORT.search(text)
+            if m:
+                found.append((path.name, text[text.rfind("\n", 0, m.start()) + 1:]))
+        return found
+
+    def check(self):
+        """Fail with the text of any report not seen before."""
+        found = self.take()
+        if found:
+            pytest.fail(f"sanitizer reports (whole in {self.tmp}):\n" + "\n".join(
+                f"== {name}\n{text[:6000]}" for name, text in found), pytrace=False)
+
+    def close(self):
+        """Move the log_path files next to the test's other files."""
+        for path in self.dir.iterdir():
+            shutil.move(path, self.tmp / f"sanitizer-{path.name}")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_reports(tmp_path, monkeypatch):
+    """Every process of ours that the test starts (master, workers and what they
+    fork, re-executed and daemonized masters, c2actl, tools) leaves its ASan,
+    UBSan or LSan report where this looks; a test that leaves one fails, with it.
+    Requested by the daemon fixture, so it looks after the daemons have stopped
+    (LSan reports at exit)."""
+    global _watch
+    w = SanitizerWatch(tmp_path)
+    for k, v in w.options().items():
+        monkeypatch.setenv(k, v)
+    _watch = w
+    try:
+        yield w
+    finally:
+        _watch = None
+        try:
+            w.check()
+        finally:
+            w.close()
+
+
+def run(argv, timeout=60, env=None, check=False):
+    """subprocess.run(argv, capture_output=True, text=True) for a program of ours
+    (c2a-worker -t or -D, c2actl, sfinfo, the init script): with the sanitizer
+    environment, output through files (a -D master keeps the stderr it is given,
+    and a pipe would not reach its end before the daemon does), and its stderr
+    checked for reports now and again when the test ends."""
+    w = _watch
+    err = w.output(Path(argv[0]).name)
+    with tempfile.TemporaryFile() as out, open(err, "wb") as errf:
+        r = subprocess.run(argv, stdout=out, stderr=errf, env=w.env(env), timeout=timeout)
+        out.seek(0)
+        stdout = out.read().decode(errors="replace")
+    r = subprocess.CompletedProcess(argv, r.returncode, stdout,
+                                    err.read_bytes().decode(errors="replace"))
+    w.check()
+    if check:
+        r.check_returncode()
+    return r
+
+
 class Daemon:
     def __init__(self, tmp, name="c2a", **sections):
         self.tmp = tmp
@@ -122,11 +260,19 @@ class Daemon:
             text = base_config(self.tmp, self.port, self.name, **sections)
         self.conf.write_text(text)
 
-    def start(self, *args, wait_workers=True, env=None):
-        self.proc = subprocess.Popen(
-            [BIN, "-c", str(self.conf), *args], env=dict(os.environ, **(env or {})),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    def spawn(self, argv=None, env=None):
+        """Start a master (argv: the command, by default ours with the config) and
+        return at once. Its stdout and stderr go to a file that is checked for
+        sanitizer reports."""
+        with open(_watch.output(self.name), "wb") as f:
+            self.proc = subprocess.Popen(argv or [BIN, "-c", str(self.conf)],
+                                         env=_watch.env(env), stdout=f, stderr=f,
+                                         start_new_session=True)
         self.master_pid = self.proc.pid
+        return self.proc
+
+    def start(self, *args, wait_workers=True, env=None):
+        self.spawn([BIN, "-c", str(self.conf), *args], env=env)
         wait_for(lambda: self.status(), what="control socket")
         if wait_workers:
             self.wait_workers()
@@ -187,9 +333,6 @@ class Daemon:
             for w in workers:
                 if alive(w):
                     os.kill(w, signal.SIGKILL)
-        if self.proc:
-            self.proc.stdout.close()
-            self.proc.stderr.close()
         self.delete_queues()
         for pid in self.adopted:
             if alive(pid):
@@ -232,28 +375,13 @@ def parse_json_lines(text):
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-@pytest.fixture(autouse=True)
-def sanitizer_reports(tmp_path, monkeypatch):
-    """In a sanitizer build, every process the test starts (master, workers,
-    re-executed masters) writes its ASan/UBSan/LSan report to a file here; a test
-    that leaves one fails, with the report."""
-    prefix = tmp_path / "sanitizer"
-    monkeypatch.setenv("ASAN_OPTIONS", f"log_path={prefix}:detect_leaks=1")
-    monkeypatch.setenv("UBSAN_OPTIONS", f"log_path={prefix}:print_stacktrace=1")
-    yield
-    reports = sorted(tmp_path.glob("sanitizer.*"))
-    if reports:
-        text = "\n".join(f"== {p.name}\n{p.read_text()[:4000]}" for p in reports)
-        pytest.fail(f"sanitizer reports:\n{text}")
-
-
 SFINFO = str(Path(TEST_APPS) / "sfinfo")
 BROKER = "amqp://guest:guest@127.0.0.1:5672/%2f"
 
 
 def sfinfo(path):
     """(rate, frames, channels, [rms per 50 ms]) of an audio file, decoded by libsndfile."""
-    out = subprocess.run([SFINFO, str(path)], capture_output=True, text=True, check=True).stdout
+    out = run([SFINFO, str(path)], check=True).stdout
     rate, frames, channels, env = out.split()
     return int(rate), int(frames), int(channels), [float(x) for x in env.split(",")]
 

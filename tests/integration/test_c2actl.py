@@ -2,16 +2,14 @@
 
 import json
 import os
-import subprocess
 
-from conftest import BIN, queue_name, sfinfo, wait_for
+from conftest import BIN, queue_name, run, sfinfo, wait_for
 
 CTL = os.path.join(os.path.dirname(BIN), "c2actl")
 
 
 def ctl(d, *args, timeout=90):
-    r = subprocess.run([CTL, "-c", str(d.conf), *args], capture_output=True, text=True,
-                       timeout=timeout)
+    r = run([CTL, "-c", str(d.conf), *args], timeout=timeout)
     return r.returncode, r.stdout, r.stderr
 
 

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from conftest import BIN, wait_for
+from conftest import wait_for
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -54,9 +54,7 @@ def test_unix_socket_serves_status(daemon, tmp_path):
     path = tmp_path / "ctl.sock"
     path.write_text("stale")
     d = daemon(master={"control": f"unix:{path}"})
-    d.proc = subprocess.Popen([BIN, "-c", str(d.conf)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, start_new_session=True)
-    d.master_pid = d.proc.pid
+    d.spawn()
     status, doc = wait_for(unix_status(path), what="unix status")
     assert status == 200
     assert doc["pid"] == d.master_pid and doc["control"] == f"unix:{path}"

@@ -1,18 +1,16 @@
 """The LSB init script drives the daemon through its pidfile, with LSB exit codes."""
 
-import os
 import subprocess
 
-from conftest import BIN, ROOT, alive, wait_for
+from conftest import BIN, ROOT, alive, run as run_ours, wait_for
 
 INIT = str(ROOT / "scripts" / "c2a-worker.init")
 
 
 def run(d, action):
-    env = dict(os.environ, DAEMON=BIN, CONFIG=str(d.conf), PIDFILE=str(d.pidfile),
+    env = dict(DAEMON=BIN, CONFIG=str(d.conf), PIDFILE=str(d.pidfile),
                DEFAULTS="/nonexistent", STOP_TIMEOUT="20")
-    r = subprocess.run(["sh", INIT, action], capture_output=True, text=True, env=env,
-                       timeout=60)
+    r = run_ours(["sh", INIT, action], env=env, timeout=60)
     return r.returncode, r.stdout + r.stderr
 
 

@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 
 import pytest
 
@@ -27,12 +26,9 @@ def test_valgrind_clean(daemon, broker, web):
     d = daemon(workers={"count": "2", "timeout": "20"}, fetch=LOCAL,
                speech={**http_engine(web), "engine": "espeak"})
     logs = d.tmp / "vg"
-    d.proc = subprocess.Popen(
-        ["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
-         "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
-         f"--log-file={logs}.%p", BIN, "-c", str(d.conf)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    d.master_pid = d.proc.pid
+    d.spawn(["valgrind", "-q", "--error-exitcode=99", "--leak-check=full",
+             "--errors-for-leak-kinds=definite", "--show-leak-kinds=definite",
+             f"--log-file={logs}.%p", BIN, "-c", str(d.conf)])
     wait_for(lambda: d.status(), timeout=30, what="status under valgrind")
     old = d.wait_workers(2, timeout=30)
     d.status(full=True)
