@@ -61,6 +61,12 @@ static void check_job(const struct job *job, const struct job_defaults *defs)
         abort();
     if (job->output[0] && !job_safe_name(job->output, JOB_NAME_MAX))
         abort();
+    /* What the encoder makes of an Opus job's rate. */
+    if (job->sample_rate && strcmp(job->format, "opus") == 0) {
+        int r = job_opus_rate(job->sample_rate);
+        if (r != 8000 && r != 12000 && r != 16000 && r != 24000 && r != 48000)
+            abort();
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
