@@ -56,29 +56,71 @@ static int is_control(unsigned char c)
     return (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
 }
 
+/* Valid UTF-8 as jansson checks it (no overlong forms, no surrogates, nothing
+ * above U+10FFFF): the http engine puts the text into a JSON request, and
+ * json_pack() refuses anything less. */
+static int utf8_ok(const char *s, size_t len)
+{
+    static const uint32_t least[] = {0, 0x80, 0x800, 0x10000};
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            n = 0;
+            cp = c;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return 0;
+        }
+        if (n > len - i - 1)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            unsigned char cc = (unsigned char)s[i + k];
+            if ((cc & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (cc & 0x3F);
+        }
+        if (cp < least[n] || (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
 static void check_text(const struct content *c, int trimmed)
 {
-    if (!c->text || c->len == 0 || strlen(c->text) != c->len)
+    if (!c->text || c->len == 0 || strlen(c->text) != c->len || !utf8_ok(c->text, c->len))
         abort();
     for (size_t i = 0; i < c->len; i++)
         if (is_control((unsigned char)c->text[i]))
             abort();
-    if (trimmed && (isspace((unsigned char)c->text[0]) ||
-                    isspace((unsigned char)c->text[c->len - 1])))
+    if (trimmed &&
+        (isspace((unsigned char)c->text[0]) || isspace((unsigned char)c->text[c->len - 1])))
         abort();
 }
 
-/* Every piece is 1..max bytes without surrounding space, and together the
- * pieces hold every non-space byte of the text, in order. */
+/* Every piece is 1..max bytes without surrounding space, cut between two
+ * characters of a UTF-8 text, and together the pieces hold every non-space
+ * byte of the text, in order. */
 static void check_pieces(const char *text, size_t len, size_t max, char **pieces, int n)
 {
     if (n < 0)
         abort();
+    int whole = utf8_ok(text, len);
     size_t t = 0;
     for (int i = 0; i < n; i++) {
         size_t pl = strlen(pieces[i]);
         if (pl == 0 || pl > max || isspace((unsigned char)pieces[i][0]) ||
-            isspace((unsigned char)pieces[i][pl - 1]))
+            isspace((unsigned char)pieces[i][pl - 1]) || (whole && !utf8_ok(pieces[i], pl)))
             abort();
         for (size_t k = 0; k < pl; k++) {
             if (isspace((unsigned char)pieces[i][k]))

@@ -138,17 +138,20 @@ static void fake_master(void)
             slot_set_job(s, "job-<1>&\"2\"");
         }
         slot_observe_job(s, 1500000, 2000);
-        m->children[i] = (struct child){.pid = 1000 + i, .slot = slot, .generation = 1,
-                                        .spawned_mono_ms = now_mono_ms(), .kill_reason = -1};
+        m->children[i] = (struct child){.pid = 1000 + i,
+                                        .slot = slot,
+                                        .generation = 1,
+                                        .spawned_mono_ms = now_mono_ms(),
+                                        .kill_reason = -1};
         m->nchildren++;
     }
     m->restarts_by_reason[XR_CRASHED] = 2;
     m->started_real_ms = now_real_ms();
 
-    probe.queues[0] = (struct probe_queue){.name = "c2a.jobs", .exists = 1, .messages = 7,
-                                           .consumers = 2, .updated_mono_ms = 1};
-    probe.queues[1] = (struct probe_queue){.name = "c2a.jobs.dead\"\n\\", .dead = 1,
-                                           .exists = 1, .messages = -1, .consumers = -1};
+    probe.queues[0] = (struct probe_queue){
+        .name = "c2a.jobs", .exists = 1, .messages = 7, .consumers = 2, .updated_mono_ms = 1};
+    probe.queues[1] = (struct probe_queue){
+        .name = "c2a.jobs.dead\"\n\\", .dead = 1, .exists = 1, .messages = -1, .consumers = -1};
     m->probe = &probe;
 }
 

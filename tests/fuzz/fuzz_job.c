@@ -50,8 +50,8 @@ static void check_job(const struct job *job, const struct job_defaults *defs)
         if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f)
             abort();
     }
-    if (job->source != JOB_URL && job_utf8_chars(job->content, job->content_len) >
-                                      (size_t)defs->max_chars)
+    if (job->source != JOB_URL &&
+        job_utf8_chars(job->content, job->content_len) > (size_t)defs->max_chars)
         abort();
     if (!job->voice[0] || !job->format[0])
         abort();
