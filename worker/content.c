@@ -71,6 +71,11 @@ static int valid_utf8(const unsigned char *s, size_t len)
         for (size_t k = 1; k <= n; k++)
             if ((s[i + k] & 0xC0) != 0x80)
                 return 0;
+        /* No overlong forms, surrogates or code points above U+10FFFF (RFC 3629):
+         * jansson refuses them, and the http engine's request is JSON. */
+        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F) ||
+            (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))
+            return 0;
         i += n + 1;
     }
     return 1;

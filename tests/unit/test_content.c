@@ -58,6 +58,29 @@ static void test_plain(void **state)
     expect_error(" \n ", 3, "text/plain", "empty");
 }
 
+/* Bytes shaped like UTF-8 that are not (a surrogate, overlong forms, a code
+ * point above U+10FFFF) passed as UTF-8; json_pack() refuses them, so the http
+ * engine's request body came out NULL and the worker took strlen() of it.
+ * Found by tests/fuzz/fuzz_content. */
+static void test_plain_almost_utf8(void **state)
+{
+    (void)state;
+    expect_error("\xed\xa0\x80", 3, "text/plain; charset=utf-8", "not valid UTF-8");
+    expect_error("\xe0\x80\xaf", 3, "text/plain; charset=utf-8", "not valid UTF-8");
+    expect_error("\xf0\x80\x80\xaf", 4, "text/plain; charset=utf-8", "not valid UTF-8");
+    expect_error("\xf4\x96\x96\x96", 4, "text/plain; charset=utf-8", "not valid UTF-8");
+    /* Without a charset they are Windows-1252, as any other bytes that are not UTF-8. */
+    char *t = prep("\xf4\x96\x96\x96", "text/plain", NULL);
+    assert_string_equal(t, "\xc3\xb4\xe2\x80\x93\xe2\x80\x93\xe2\x80\x93");
+    free(t);
+    /* The edges that are UTF-8. */
+    const char *edges = "\xe0\xa0\x80 \xed\x9f\xbf \xee\x80\x80 "
+                        "\xf0\x90\x80\x80 \xf4\x8f\xbf\xbf";
+    t = prep(edges, "text/plain; charset=utf-8", NULL);
+    assert_string_equal(t, edges);
+    free(t);
+}
+
 static void test_html(void **state)
 {
     (void)state;
@@ -146,6 +169,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain),
+        cmocka_unit_test(test_plain_almost_utf8),
         cmocka_unit_test(test_html),
         cmocka_unit_test(test_ssml),
         cmocka_unit_test(test_split),
