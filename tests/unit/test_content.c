@@ -111,6 +111,20 @@ static void test_html(void **state)
     expect_error("<html><script>x</script></html>", 31, "text/html", "no readable text");
 }
 
+/* A page that claims UTF-8 and is not: libxml2 passed its bytes through, the
+ * text was not UTF-8, and the http engine's request failed as above. Bytes
+ * that are not UTF-8 are read as Windows-1252; UTF-8 beside them stays. Found
+ * by tests/fuzz/fuzz_content. */
+static void test_html_mislabelled_utf8(void **state)
+{
+    (void)state;
+    char *t = prep("<p>\x93" "Caf\xe9\x94 don\x92t \xe2\x82\xac" "5 \x81 \xc3</p>",
+                   "text/html; charset=utf-8", NULL);
+    assert_string_equal(t, "\xe2\x80\x9c" "Caf\xc3\xa9\xe2\x80\x9d don\xe2\x80\x99t "
+                           "\xe2\x82\xac" "5 \xc2\x81 \xc3\x83");
+    free(t);
+}
+
 static void test_ssml(void **state)
 {
     (void)state;
@@ -171,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_plain),
         cmocka_unit_test(test_plain_almost_utf8),
         cmocka_unit_test(test_html),
+        cmocka_unit_test(test_html_mislabelled_utf8),
         cmocka_unit_test(test_ssml),
         cmocka_unit_test(test_split),
     };
