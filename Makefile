@@ -70,7 +70,7 @@ BIN := $(BUILD)/c2a-worker
 CTL := $(BUILD)/c2actl
 CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libcurl)
 
-.PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build
+.PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin
 all: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
 
 $(CTL): $(BUILD)/ctl/c2actl.o $(COMMON_OBJ)
@@ -138,10 +138,13 @@ $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS)
 
-fuzz-build: $(FUZZ_BIN)
+# fuzz-bin is the sub-make's part (FUZZ=1); fuzz-build alone only builds.
+fuzz-bin: $(FUZZ_BIN)
 
-fuzz:
-	$(MAKE) FUZZ=1 CC=$(FUZZ_CC) BUILD=$(FUZZ_DIR) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-build
+fuzz-build:
+	$(MAKE) FUZZ=1 CC=$(FUZZ_CC) BUILD=$(FUZZ_DIR) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-bin
+
+fuzz: fuzz-build
 	@rc=0; for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crash $(FUZZ_DIR)/log; \
 		log=$(FUZZ_DIR)/log/fuzz_$$t.log; \
@@ -151,7 +154,8 @@ fuzz:
 			$(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t >$$log 2>&1; then \
 			grep -E '^#[0-9]+[[:space:]]+DONE' $$log || true; \
 		else \
-			rc=1; tail -n 60 $$log; echo "== fuzz_$$t FAILED: the input is in $(FUZZ_DIR)/crash/"; \
+			rc=1; tail -n 60 $$log; \
+			echo "== fuzz_$$t FAILED; again: $(FUZZ_DIR)/fuzz/fuzz_$$t $(FUZZ_DIR)/crash/FILE"; \
 		fi; \
 	done; exit $$rc
 
