@@ -3,9 +3,9 @@
  * the http engine uses it: content_prepare() on the body and its Content-Type,
  * then content_ssml_plain() for SSML, then content_split() into pieces.
  *
- * Input: byte 0 picks the Content-Type from the table below; its last entry
- * means "the type is the input's first line" (up to '\n', at most 200 bytes),
- * so the fuzzer can also invent types and charsets. Byte 1 picks the piece size
+ * Input: byte 0 picks the Content-Type from the table below, or, one past its
+ * end, takes the input's first line as the type (up to '\n', at most 200
+ * bytes), so the fuzzer can also invent types and charsets. Byte 1 picks the piece size
  * for content_split() (16..271 bytes; [speech] http_max_chars is at least 16).
  * The rest is the body. Results are checked against content.h's promises; a
  * broken promise aborts.
