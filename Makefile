@@ -2,6 +2,7 @@
 #   make                 build build/c2a-worker
 #   make SANITIZE=1      ASan + UBSan build in build-san/
 #   make check           unit tests (cmocka) and integration tests (pytest)
+#   make fuzz            libFuzzer targets (clang) in build-fuzz/, each run FUZZ_SECONDS
 #   make install PREFIX=/usr/local DESTDIR=
 #   make CC=clang        any C11 compiler
 
@@ -22,7 +23,13 @@ PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto
 HTTP_PKGS := libevent jansson libcurl libxml-2.0
 PKGLIBDIR ?= $(PREFIX)/lib/c2a-worker
 
-ifeq ($(SANITIZE),1)
+ifeq ($(FUZZ),1)
+# Set by `make fuzz` for its clang sub-make: every object carries the fuzzer's
+# coverage instrumentation and the sanitizers; the targets add libFuzzer's main.
+BUILD ?= build-fuzz
+SANFLAGS := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),1)
 BUILD ?= build-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
@@ -63,7 +70,7 @@ BIN := $(BUILD)/c2a-worker
 CTL := $(BUILD)/c2actl
 CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libcurl)
 
-.PHONY: all check unit integration install clean lint bench-tools
+.PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin
 all: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
 
 $(CTL): $(BUILD)/ctl/c2actl.o $(COMMON_OBJ)
@@ -115,6 +122,49 @@ $(BUILD)/bench/inproc: bench/inproc.c $(BUILD)/worker/encode.o $(BUILD)/worker/j
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(PIPE_LIBS) $(LDLIBS)
 
+# libFuzzer targets, one per tests/fuzz/fuzz_NAME.c, with the objects each one
+# tests. `make fuzz` builds them with clang into build-fuzz/ and runs each for
+# FUZZ_SECONDS on its seed corpus (tests/fuzz/corpus/NAME, read only); new
+# inputs go to build-fuzz/corpus/NAME, the output to build-fuzz/log/, and a
+# crash, leak or hang to build-fuzz/crash/: it fails the run (every target
+# still runs). FUZZ_TARGETS picks some; FUZZ_FLAGS adds libFuzzer options.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_FLAGS   ?=
+FUZZ_DIR     := build-fuzz
+FUZZ_BIN     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
+FUZZ_LIBS    := $(shell pkg-config --libs libevent jansson libxml-2.0) -lm
+
+$(BUILD)/fuzz/fuzz_job: $(BUILD)/worker/job.o
+$(BUILD)/fuzz/fuzz_content: $(BUILD)/worker/content.o $(BUILD)/worker/job.o
+$(BUILD)/fuzz/fuzz_control: $(BUILD)/master/control_http.o $(BUILD)/master/status.o \
+	$(BUILD)/master/status_html.o $(BUILD)/master/metrics.o
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(COMMON_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS)
+
+# fuzz-bin is the sub-make's part (FUZZ=1); fuzz-build alone only builds.
+fuzz-bin: $(FUZZ_BIN)
+
+fuzz-build:
+	$(MAKE) FUZZ=1 CC=$(FUZZ_CC) BUILD=$(FUZZ_DIR) FUZZ_TARGETS="$(FUZZ_TARGETS)" fuzz-bin
+
+fuzz: fuzz-build
+	@rc=0; for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(FUZZ_DIR)/corpus/$$t $(FUZZ_DIR)/crash $(FUZZ_DIR)/log; \
+		log=$(FUZZ_DIR)/log/fuzz_$$t.log; \
+		echo "== fuzz_$$t: $(FUZZ_SECONDS) s (log: $$log)"; \
+		if $(FUZZ_DIR)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=25 \
+			-artifact_prefix=$(FUZZ_DIR)/crash/fuzz_$$t- $(FUZZ_FLAGS) \
+			$(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t >$$log 2>&1; then \
+			grep -E '^#[0-9]+[[:space:]]+DONE' $$log || true; \
+		else \
+			rc=1; tail -n 60 $$log; \
+			echo "== fuzz_$$t FAILED; again: $(FUZZ_DIR)/fuzz/fuzz_$$t $(FUZZ_DIR)/crash/FILE"; \
+		fi; \
+	done; exit $$rc
+
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
@@ -151,6 +201,6 @@ install: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
 		install -m 0644 conf/c2a-worker.conf $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -71,9 +71,50 @@ static int valid_utf8(const unsigned char *s, size_t len)
         for (size_t k = 1; k <= n; k++)
             if ((s[i + k] & 0xC0) != 0x80)
                 return 0;
+        /* No overlong forms, surrogates or code points above U+10FFFF (RFC 3629):
+         * jansson refuses them, and the http engine's request is JSON. */
+        if ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] > 0x9F) ||
+            (c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] > 0x8F))
+            return 0;
         i += n + 1;
     }
     return 1;
+}
+
+/* Windows-1252 at 0x80..0x9F; its five unassigned bytes stay C1 code points. */
+static const unsigned short cp1252_c1[32] = {
+    0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+    0x2039, 0x0152, 0x008D, 0x017D, 0x008F, 0x0090, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+    0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x009D, 0x017E, 0x0178};
+
+/* A copy of s[0..len) (malloc'd) in which each byte that does not belong to a
+ * UTF-8 character is read as Windows-1252. */
+static char *utf8_repair(const char *s, size_t len, size_t *outlen)
+{
+    char *out = xmalloc(len * 3 + 1);
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)s[i];
+        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+        if (n <= len - i && valid_utf8((const unsigned char *)s + i, n)) {
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n;
+            continue;
+        }
+        unsigned cp = c >= 0xA0 ? c : cp1252_c1[c - 0x80];
+        if (cp < 0x800) {
+            out[o++] = (char)(0xC0 | cp >> 6);
+        } else {
+            out[o++] = (char)(0xE0 | cp >> 12);
+            out[o++] = (char)(0x80 | (cp >> 6 & 0x3F));
+        }
+        out[o++] = (char)(0x80 | (cp & 0x3F));
+        i++;
+    }
+    out[o] = '\0';
+    *outlen = o;
+    return out;
 }
 
 /* body in charset -> UTF-8 (malloc'd), or NULL with a reason. */
@@ -350,6 +391,16 @@ int content_prepare(const char *body, size_t len, const char *content_type, stru
     }
     if (rc < 0)
         return -1;
+    /* libxml2's HTML parser copies the bytes of a page that claims UTF-8 but is
+     * not (a common mislabelling) into its text unchanged. The text must be
+     * UTF-8: the http engine's JSON request cannot carry anything else. */
+    if (!valid_utf8((const unsigned char *)out->text, out->len)) {
+        size_t n;
+        char *fixed = utf8_repair(out->text, out->len, &n);
+        free(out->text);
+        out->text = fixed;
+        out->len = n;
+    }
     out->len = job_strip_controls(out->text, out->len);
     if (!out->ssml) {
         size_t a = 0, b = out->len;

@@ -58,6 +58,29 @@ static void test_plain(void **state)
     expect_error(" \n ", 3, "text/plain", "empty");
 }
 
+/* Bytes shaped like UTF-8 that are not (a surrogate, overlong forms, a code
+ * point above U+10FFFF) passed as UTF-8; json_pack() refuses them, so the http
+ * engine's request body came out NULL and the worker took strlen() of it.
+ * Found by tests/fuzz/fuzz_content. */
+static void test_plain_almost_utf8(void **state)
+{
+    (void)state;
+    expect_error("\xed\xa0\x80", 3, "text/plain; charset=utf-8", "not valid UTF-8");
+    expect_error("\xe0\x80\xaf", 3, "text/plain; charset=utf-8", "not valid UTF-8");
+    expect_error("\xf0\x80\x80\xaf", 4, "text/plain; charset=utf-8", "not valid UTF-8");
+    expect_error("\xf4\x96\x96\x96", 4, "text/plain; charset=utf-8", "not valid UTF-8");
+    /* Without a charset they are Windows-1252, as any other bytes that are not UTF-8. */
+    char *t = prep("\xf4\x96\x96\x96", "text/plain", NULL);
+    assert_string_equal(t, "\xc3\xb4\xe2\x80\x93\xe2\x80\x93\xe2\x80\x93");
+    free(t);
+    /* The edges that are UTF-8. */
+    const char *edges = "\xe0\xa0\x80 \xed\x9f\xbf \xee\x80\x80 "
+                        "\xf0\x90\x80\x80 \xf4\x8f\xbf\xbf";
+    t = prep(edges, "text/plain; charset=utf-8", NULL);
+    assert_string_equal(t, edges);
+    free(t);
+}
+
 static void test_html(void **state)
 {
     (void)state;
@@ -86,6 +109,20 @@ static void test_html(void **state)
     assert_string_equal(t, "inside");
     free(t);
     expect_error("<html><script>x</script></html>", 31, "text/html", "no readable text");
+}
+
+/* A page that claims UTF-8 and is not: libxml2 passed its bytes through, the
+ * text was not UTF-8, and the http engine's request failed as above. Bytes
+ * that are not UTF-8 are read as Windows-1252; UTF-8 beside them stays. Found
+ * by tests/fuzz/fuzz_content. */
+static void test_html_mislabelled_utf8(void **state)
+{
+    (void)state;
+    char *t = prep("<p>\x93" "Caf\xe9\x94 don\x92t \xe2\x82\xac" "5 \x81 \xc3</p>",
+                   "text/html; charset=utf-8", NULL);
+    assert_string_equal(t, "\xe2\x80\x9c" "Caf\xc3\xa9\xe2\x80\x9d don\xe2\x80\x99t "
+                           "\xe2\x82\xac" "5 \xc2\x81 \xc3\x83");
+    free(t);
 }
 
 static void test_ssml(void **state)
@@ -146,7 +183,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain),
+        cmocka_unit_test(test_plain_almost_utf8),
         cmocka_unit_test(test_html),
+        cmocka_unit_test(test_html_mislabelled_utf8),
         cmocka_unit_test(test_ssml),
         cmocka_unit_test(test_split),
     };
