@@ -285,7 +285,7 @@ def metrics(url):
 
 def queue_table(rb):
     """{queue: (ready, unacked)} on the private node."""
-    out = rb.ctl("list_queues", "-q", "--no-table-headers", "name", "messages",
+    out = rb.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
                  "messages_unacknowledged")
     table = {}
     for line in out.splitlines():
@@ -618,10 +618,16 @@ def test_faults_lose_no_job(private_broker, daemon, tmp_path):
                         f"{len(audit.bad)} unreadable")
     if unknown or results.bad:
         problems.append(f"results for unknown ids {unknown[:10]}, unreadable {results.bad[:5]}")
+    log = log_text(d)
     if errors:
         codes = collections.Counter(r.get("error", {}).get("code") for _, r in errors)
-        problems.append(f"{len(errors)} error results {dict(codes)}, e.g. "
-                        + "; ".join(json.dumps(r) for _, r in errors[:5]))
+        story = []
+        for j, r in errors[:4]:
+            killed = "in the engine of a worker the test killed" if j in driver.killed_jobs \
+                else "never in the engine of a worker the test killed"
+            story.append(f"  {j} ({killed}): {json.dumps(r)}")
+            story += [f"    {ln}" for ln in log.splitlines() if f"job {j}:" in ln][:8]
+        problems.append(f"{len(errors)} error results {dict(codes)}:\n" + "\n".join(story))
     for j in ids:
         for r in best.get(j, []):
             want = job_of(int(j.split("-")[1]))["format"]
@@ -629,7 +635,6 @@ def test_faults_lose_no_job(private_broker, daemon, tmp_path):
                 problems.append(f"{j}: format {r.get('format')}, asked {want}")
     check_files(best, tmp_path / "audio", problems)
 
-    log = log_text(d)
     masters = sorted(set(driver.masters))
     kill_lines = re.findall(r"^.*\] master warn: (?:worker \d+ killed \(|killing worker).*$",
                             log, re.M)
