@@ -621,13 +621,16 @@ def test_faults_lose_no_job(private_broker, daemon, tmp_path):
     log = log_text(d)
     if errors:
         codes = collections.Counter(r.get("error", {}).get("code") for _, r in errors)
-        story = []
-        for j, r in errors[:4]:
+        story, first = [], {}
+        for j, r in errors:
+            first.setdefault(j, r)
+        for j, r in list(first.items())[:4]:
             killed = "in the engine of a worker the test killed" if j in driver.killed_jobs \
                 else "never in the engine of a worker the test killed"
             story.append(f"  {j} ({killed}): {json.dumps(r)}")
             story += [f"    {ln}" for ln in log.splitlines() if f"job {j}:" in ln][:8]
-        problems.append(f"{len(errors)} error results {dict(codes)}:\n" + "\n".join(story))
+        problems.append(f"{len(errors)} error results {dict(codes)} for {len(first)} jobs:\n"
+                        + "\n".join(story))
     for j in ids:
         for r in best.get(j, []):
             want = job_of(int(j.split("-")[1]))["format"]
