@@ -35,7 +35,7 @@ from private_broker import PrivateBroker, available
 # pika logs every refused connection while the broker is down: noise in a report
 logging.getLogger("pika").setLevel(logging.CRITICAL)
 
-pytestmark = pytest.mark.skipif(not available(), reason="needs rabbitmq-server and root")
+pytestmark = pytest.mark.skipif(not available(), reason="needs rabbitmq-server")
 
 # Fewer jobs by default on the sanitizer build (several times slower).
 JOBS = int(os.environ.get("C2A_FAULT_JOBS") or
