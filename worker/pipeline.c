@@ -638,6 +638,19 @@ static void engine_died_on(struct pipeline *p, struct task *t)
         task_fail(p, t, 1, code, "%s", t->work.message);
 }
 
+/* Every piece of text the engine cut for the http engine is valid UTF-8 (what
+ * jansson takes for a request body). */
+static int pieces_valid(const struct synth_work *w)
+{
+    for (int i = 0; i < w->n_pieces; i++) {
+        json_t *s = json_string(w->pieces[i]);
+        if (!s)
+            return 0;
+        json_decref(s);
+    }
+    return w->n_pieces > 0;
+}
+
 static void on_engine_done(void *arg, struct synth_work *w)
 {
     struct pipeline *p = arg;
@@ -661,6 +674,10 @@ static void on_engine_done(void *arg, struct synth_work *w)
             task_fail(p, t, 1, t->work.code, "%s", t->work.message);
     } else if (t->work.app) {
         app_done(p, t);
+    } else if (t->work.kind == SW_PREPARE && !pieces_valid(&t->work)) {
+        /* The child is not trusted: a piece that is not UTF-8 could not become
+         * a request body. */
+        task_fail(p, t, 0, "synth_failed", "the engine returned text that is not UTF-8");
     } else if (t->work.kind == SW_PREPARE) {
         t->pieces = t->work.pieces;
         t->n_pieces = t->work.n_pieces;

@@ -230,3 +230,21 @@ def test_graceful_stop_hands_back_a_job_still_fetching(daemon, broker, web):
         assert back[0][0].headers is None or back[0][0].headers.get("x-c2a-attempts", 0) == 0
     finally:
         release.set()
+
+
+def test_empty_content_is_bad_field(daemon, broker, web):
+    """A 204, a 200 with no body and a page with no text are `bad_field`: the url
+    itself must never be spoken in place of the content (it was, with an ok)."""
+    web.static("/nothing", "text/plain", b"", status=204)
+    web.static("/empty.txt", "text/plain", b"")
+    web.static("/blank.html", "text/html", "<html><body>  <script>x()</script> </body></html>")
+    d = daemon(fetch=LOCAL, workers={"count": "1"}).start()
+    q = queue_of(d)
+    for name in ("nothing", "empty.txt", "blank.html"):
+        broker.publish(q, {"id": name.replace(".", "-"), "url": web.url("/" + name)})
+    res = broker.wait_results(3)
+    for name in ("nothing", "empty-txt", "blank-html"):
+        r = res[name]
+        assert r["status"] == "error" and r["error"]["code"] == "bad_field", r
+        assert r["attempts"] == 1
+    assert "empty" in res["empty-txt"]["error"]["message"]
