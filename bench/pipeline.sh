@@ -4,7 +4,7 @@
 #   (b) c2a-worker, app = builtin:speech, the same text through RabbitMQ with results
 #   (c) c2a-worker, app = builtin:noop, through RabbitMQ with results
 # for a ~200-character and a ~2,000-character English text. Prints jobs/s,
-# p50/p99 latency, peak RSS per worker and the ratio (b)/(a).
+# p50/p99 latency, peak RSS per worker (with its engine child) and the ratio (b)/(a).
 #   bench/pipeline.sh [seconds_for_a] [jobs_for_b] [jobs_for_c]
 # Needs a RabbitMQ on 127.0.0.1:5672 (scripts/rabbitmq-local.sh start).
 set -eu
@@ -20,10 +20,14 @@ scripts/rabbitmq-local.sh start >/dev/null
 SHORT="The quick brown fox jumps over the lazy dog. Content becomes audio at scale: a master process forks workers, each runs one event loop, and nothing is lost."
 LONG=$(i=0; while [ $i -lt 13 ]; do printf '%s ' "$SHORT"; i=$((i + 1)); done)
 
-peak_rss() { # max VmHWM of the workers, kB
+peak_rss() { # max over workers of VmHWM of the worker plus its engine child, kB
     m=0
     for w in $(cat /proc/"$(cat "$TMP/pid")"/task/*/children); do
-        h=$(awk '/^VmHWM:/{print $2}' "/proc/$w/status"); [ "$h" -gt "$m" ] && m=$h
+        h=$(awk '/^VmHWM:/{print $2}' "/proc/$w/status")
+        for e in $(cat /proc/"$w"/task/*/children); do
+            h=$((h + $(awk '/^VmHWM:/{print $2}' "/proc/$e/status")))
+        done
+        [ "$h" -gt "$m" ] && m=$h
     done
     echo "$m"
 }

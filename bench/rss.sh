@@ -1,7 +1,8 @@
 #!/bin/sh
 # Memory of a running pool: the master's and each idle worker's RSS (what ps and
 # the targets count) and PSS (RSS with shared pages divided among the processes
-# that map them). Targets: master under 4 MB, idle worker under 10 MB.
+# that map them), and each worker's engine child. Targets: master under 4 MB, a
+# worker and its engine child together under 14 MB.
 #   bench/rss.sh [path/to/c2a-worker] [workers]
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,6 +41,12 @@ MASTER=$(cat "$TMP/pid")
 printf '%-8s %8s %10s %10s\n' role pid rss_kb pss_kb
 set -- $(mem "$MASTER"); printf '%-8s %8s %10s %10s\n' master "$MASTER" "$1" "$2"
 for w in $(cat /proc/"$MASTER"/task/*/children); do
-    set -- $(mem "$w"); printf '%-8s %8s %10s %10s\n' worker "$w" "$1" "$2"
+    set -- $(mem "$w"); wr=$1; wp=$2
+    printf '%-8s %8s %10s %10s\n' worker "$w" "$1" "$2"
+    for e in $(cat /proc/"$w"/task/*/children); do
+        set -- $(mem "$e")
+        printf '%-8s %8s %10s %10s\n' " engine" "$e" "$1" "$2"
+        printf '%-8s %8s %10s %10s\n' " sum" "" "$((wr + $1))" "$((wp + $2))"
+    done
 done
 echo "binary: $BIN ($(stat -c %s "$BIN") bytes); libevent $(pkg-config --modversion libevent), jansson $(pkg-config --modversion jansson)"
