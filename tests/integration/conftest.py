@@ -453,3 +453,18 @@ def web():
     w = Web()
     yield w
     w.close()
+
+
+@pytest.fixture
+def private_broker(tmp_path):
+    """A RabbitMQ node of the test's own (private_broker.py), for tests that stop
+    and start their broker: the shared one on 5672 is never touched."""
+    from private_broker import PrivateBroker, available
+    if not available():
+        pytest.skip("needs rabbitmq-server")
+    rb = PrivateBroker(tmp_path / "rabbitmq")
+    try:
+        rb.start()
+        yield rb
+    finally:
+        rb.close()

@@ -30,7 +30,7 @@ import pytest
 import requests
 
 from conftest import SFINFO, alive, children_of, queue_name, wait_for
-from private_broker import PrivateBroker, available
+from private_broker import available
 
 # pika logs every refused connection while the broker is down: noise in a report
 logging.getLogger("pika").setLevel(logging.CRITICAL)
@@ -448,16 +448,6 @@ class FaultDriver:
 
 
 # --- the test -------------------------------------------------------------------------
-
-@pytest.fixture
-def private_broker(tmp_path):
-    rb = PrivateBroker(tmp_path / "rabbitmq")
-    try:
-        rb.start()
-        yield rb
-    finally:
-        rb.close()
-
 
 def check_files(best, audio_dir, problems):
     """Each id's file: <output dir>/<id>.<format>, there, its size and sha256 are
