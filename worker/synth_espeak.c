@@ -1,5 +1,7 @@
 #include "synth.h"
 #include "http_api.h"
+#include "normalize.h"
+#include "voices.h"
 #include "tts_http.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -17,7 +19,8 @@ struct synth {
     int espeak; /* this engine synthesizes with espeak-ng */
     int allow_mbrola;
     int rate;
-    char voice[JOB_VOICE_MAX + 1];
+    struct voice_list voices; /* installed, loaded once */
+    char voice[VOICES_ESPEAK_MAX]; /* the voice espeak-ng has loaded, as resolved */
 };
 
 /* What the synthesis callback fills, per job: audio goes straight to the
@@ -120,13 +123,22 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
 {
     const struct job *job = w->job;
     int64_t t0 = now_mono_ms();
-    if (strcmp(s->voice, job->voice) != 0) {
-        if (espeak_ng_SetVoiceByName(job->voice) != ENS_OK) {
+    /* Voices are taken the way espeak-ng -v takes them (name, file, language,
+     * +variant), checked against the installed list first: espeak-ng's own
+     * lookup aborts on a long variant. */
+    struct voice_choice vc;
+    char verr[sizeof(w->message)];
+    if (voices_resolve(&s->voices, job->voice, s->allow_mbrola, &vc, verr, sizeof(verr)) < 0) {
+        fail_work(w, 1, "unknown_voice", "%s", verr);
+        return;
+    }
+    if (strcmp(s->voice, vc.espeak) != 0) {
+        if (espeak_ng_SetVoiceByName(vc.espeak) != ENS_OK) {
             s->voice[0] = '\0';
-            fail_work(w, 1, "unknown_voice", "voice: %s is not installed", job->voice);
+            fail_work(w, 1, "unknown_voice", "voice: %s cannot be loaded", job->voice);
             return;
         }
-        strlcpy_c2a(s->voice, job->voice, sizeof(s->voice));
+        strlcpy_c2a(s->voice, vc.espeak, sizeof(s->voice));
     }
     /* Parameters persist between calls: set every one for every job. */
     espeak_ng_SetParameter(espeakRATE, job->rate, 0);
@@ -149,9 +161,18 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     c.max_frames = (size_t)w->max_duration_s * (size_t)s->rate;
     if (c.want_marks)
         marks_append(&c, "[");
+    /* Known crashers and long junk tokens are made speakable first; ordinary
+     * prose passes unchanged (normalize.h). Marks refer to this text. */
+    size_t nlen;
+    char *norm = normalize_text(text, len, ssml, vc.language, &nlen);
+    if (w->spoken_text && (nlen != len || memcmp(norm, text, len) != 0)) {
+        free(w->spoken_text);
+        w->spoken_text = xstrdup(norm);
+    }
     unsigned flags = espeakCHARS_UTF8 | espeakENDPAUSE | (ssml ? espeakSSML : 0);
     espeak_ng_STATUS st =
-        espeak_ng_Synthesize(text, len + 1, 0, POS_CHARACTER, 0, flags, NULL, &c);
+        espeak_ng_Synthesize(norm, nlen + 1, 0, POS_CHARACTER, 0, flags, NULL, &c);
+    free(norm);
     w->synth_ms = now_mono_ms() - t0;
     if (c.too_long) {
         fail_work(w, 1, "too_large", "audio longer than %d s", w->max_duration_s);
@@ -285,7 +306,7 @@ struct synth *synth_init(int espeak, int allow_mbrola, char *err, size_t errlen)
     struct synth *s = xcalloc(1, sizeof(*s));
     s->espeak = espeak;
     s->allow_mbrola = allow_mbrola;
-    if (espeak && init_espeak(s, err, errlen) < 0) {
+    if (espeak && (init_espeak(s, err, errlen) < 0 || voices_load(&s->voices, err, errlen) < 0)) {
         free(s);
         return NULL;
     }
@@ -301,8 +322,10 @@ void synth_run(struct synth *s, struct synth_work *w)
 
 void synth_free(struct synth *s)
 {
-    if (s && s->espeak)
+    if (s && s->espeak) {
+        voices_free(&s->voices);
         espeak_ng_Terminate();
+    }
     free(s);
 }
 

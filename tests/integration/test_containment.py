@@ -211,3 +211,26 @@ def test_graceful_stop_of_an_idle_worker_is_quick(daemon, broker):
     assert d.wait_exit(timeout=30) == 0
     assert time.monotonic() - t0 < 3
     assert "killed (killed)" not in d.log()
+
+
+def test_voices_as_espeak_ng_takes_them(daemon, broker):
+    """Language codes, voice files and names, +variants, as `espeak-ng -v` takes
+    them, checked against the installed list; mbrola voices refused unless
+    configured; a variant too long for espeak-ng's buffers is unknown, not a
+    crash."""
+    d = daemon(workers={"count": "1"}).start()
+    q = queue_of(d)
+    good = ["en-us", "en-gb", "de", "fr-fr", "gmw/en-US", "en+m3", "en-us+klatt",
+            "English_(America)", "EN-GB"]
+    bad = ["xx-nosuch", "en+nosuchvariant", "en+" + "v" * 40, "mb/mb-en1", "mb-en1+m3"]
+    for i, v in enumerate(good + bad):
+        publish(broker, q, {"id": f"v{i}", "text": TEXT, "voice": v}, job_id=f"v{i}")
+    res = broker.wait_results(len(good) + len(bad), timeout=60)
+    for i, v in enumerate(good):
+        assert res[f"v{i}"]["status"] == "ok", (v, res[f"v{i}"])
+    for i, v in enumerate(bad, len(good)):
+        r = res[f"v{i}"]
+        assert r["status"] == "error" and r["error"]["code"] in ("unknown_voice", "bad_field"), \
+            (v, r)
+    assert d.status()["totals"]["worker_restarts"] == 0
+    assert d.status()["totals"]["engine_crashes"] == 0
