@@ -1,13 +1,15 @@
 """Fault injection against a private RabbitMQ node.
 
 A producer publishes C2A_FAULT_JOBS speech jobs (persistent, confirmed, every
-format) while a fault driver, seeded (C2A_FAULT_SEED), SIGKILLs workers, sends
-the master HUP, TTIN, TTOU, USR1 (with a log rotation) and USR2 (following the
-new master through the pidfile), and stops the broker for a few seconds, then
-starts it again on the same data, C2A_FAULT_OUTAGES times. Then every job must
-have an ok result whose file is on disk, matches the result and decodes;
-nothing may be left in the work, retry or dead-letter queues; and no worker
-asked to stop may have been SIGKILLed after graceful_timeout.
+format, at most C2A_FAULT_BACKLOG ahead of the results) while a fault driver,
+seeded (C2A_FAULT_SEED), SIGKILLs workers, sends the master HUP, TTIN, TTOU,
+USR1 (with a log rotation) and USR2 (following the new master through the
+pidfile), and stops the broker for a few seconds, then starts it again on the
+same data, C2A_FAULT_OUTAGES times; for C2A_FAULT_SECONDS, and on while the
+producer publishes. Then every job must have an ok result (by reply_to and by
+the results exchange) whose file is on disk, matches the result and decodes;
+nothing may be left in the work, retry or dead-letter queues; and no worker may
+have been killed by the master (a graceful stop that ran out, a heartbeat).
 
     C2A_FAULT_JOBS=5000 C2A_FAULT_SECONDS=120 C2A_FAULT_SEED=42 \\
         /usr/bin/python3 -m pytest -s tests/integration/test_fault_injection.py
