@@ -1,13 +1,15 @@
 """Fault injection against a private RabbitMQ node.
 
 A producer publishes C2A_FAULT_JOBS speech jobs (persistent, confirmed, every
-format) while a fault driver, seeded (C2A_FAULT_SEED), SIGKILLs workers, sends
-the master HUP, TTIN, TTOU, USR1 (with a log rotation) and USR2 (following the
-new master through the pidfile), and stops the broker for a few seconds, then
-starts it again on the same data, C2A_FAULT_OUTAGES times. Then every job must
-have an ok result whose file is on disk, matches the result and decodes;
-nothing may be left in the work, retry or dead-letter queues; and no worker
-asked to stop may have been SIGKILLed after graceful_timeout.
+format, at most C2A_FAULT_BACKLOG ahead of the results) while a fault driver,
+seeded (C2A_FAULT_SEED), SIGKILLs workers, sends the master HUP, TTIN, TTOU,
+USR1 (with a log rotation) and USR2 (following the new master through the
+pidfile), and stops the broker for a few seconds, then starts it again on the
+same data, C2A_FAULT_OUTAGES times; for C2A_FAULT_SECONDS, and on while the
+producer publishes. Then every job must have an ok result (by reply_to and by
+the results exchange) whose file is on disk, matches the result and decodes;
+nothing may be left in the work, retry or dead-letter queues; and no worker may
+have been killed by the master (a graceful stop that ran out, a heartbeat).
 
     C2A_FAULT_JOBS=5000 C2A_FAULT_SECONDS=120 C2A_FAULT_SEED=42 \\
         /usr/bin/python3 -m pytest -s tests/integration/test_fault_injection.py
@@ -48,6 +50,7 @@ SEED = int(os.environ.get("C2A_FAULT_SEED") or random.SystemRandom().randrange(1
 # came for STALL_SECONDS or when DRAIN_SECONDS have passed.
 DRAIN_SECONDS = float(os.environ.get("C2A_FAULT_DRAIN_SECONDS", "600"))
 STALL_SECONDS = 90
+BACKLOG = int(os.environ.get("C2A_FAULT_BACKLOG", "40"))
 GRACEFUL_TIMEOUT = 10
 MAX_WORKERS = 4  # TTIN stops here
 FORMATS = ["wav", "flac", "ogg", "opus", "mp3"]
@@ -82,19 +85,22 @@ class Events:
 # --- the producer ---------------------------------------------------------------
 
 class Producer(threading.Thread):
-    """Publishes the jobs in bursts over `window` seconds: persistent, mandatory,
-    each one confirmed before the next; on any broker error it reconnects (with
-    backoff) and publishes again from the first unconfirmed job."""
+    """Publishes the jobs in bursts over `window` seconds, never more than
+    BACKLOG ahead of the results (so that a job put back at the tail of the queue
+    after an interruption comes back while the faults go on): persistent,
+    mandatory, each one confirmed before the next; on any broker error it
+    reconnects (with backoff) and publishes again from the first unconfirmed job."""
 
-    def __init__(self, url, queue, reply_to, n, window, rng, events):
+    def __init__(self, url, queue, reply_to, n, window, rng, events, results):
         super().__init__(daemon=True, name="producer")
         self.url, self.queue, self.reply_to = url, queue, reply_to
-        self.n, self.window, self.events = n, window, events
+        self.n, self.window, self.events, self.results = n, window, events, results
         self.stop = threading.Event()
         self.confirmed = 0  # jobs 0..confirmed-1 are published
         self.errors = collections.Counter()
         self.reconnects = 0
         self.error = None
+        self.conn = self.ch = None
         avg = max(1, n // 30)
         self.bursts = []
         left = n
@@ -108,43 +114,69 @@ class Producer(threading.Thread):
             self._run()
         except Exception as e:  # reported by the test
             self.error = repr(e)
+        finally:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
 
     def _connect(self):
         delay = 0.2
         while not self.stop.is_set():
             try:
-                conn = pika.BlockingConnection(pika.URLParameters(self.url))
-                ch = conn.channel()
-                ch.confirm_delivery()
-                return conn, ch
+                self.conn = pika.BlockingConnection(pika.URLParameters(self.url))
+                self.ch = self.conn.channel()
+                self.ch.confirm_delivery()
+                return
             except Exception as e:  # refused, reset, closed while the node boots
                 self.errors[type(e).__name__] += 1
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-        return None, None
+        raise RuntimeError(f"stopped at {self.confirmed}/{self.n} jobs confirmed")
+
+    def _reconnect(self):
+        try:
+            self.conn.close()
+        except Exception:
+            pass
+        self.reconnects += 1
+        self._connect()
+
+    def _pause(self, seconds):
+        """Sleep, serving the connection (heartbeats), reconnecting if it is lost."""
+        try:
+            self.conn.sleep(seconds)
+        except Exception as e:
+            self.errors[type(e).__name__] += 1
+            self._reconnect()
+
+    def _ahead(self, i):
+        """Too far ahead of the results (unless none came for a long time: then
+        the test will report the jobs that have none)."""
+        return (i - len(self.results.by_id) >= BACKLOG and
+                time.monotonic() - self.results.last_at < STALL_SECONDS)
 
     def _run(self):
-        conn, ch = self._connect()
-        if conn is None:
-            return
+        self._connect()
         start = time.monotonic()
         per_burst = self.window / max(1, len(self.bursts))
         i = 0
         for k, size in enumerate(self.bursts):
             due = start + k * per_burst
             while not self.stop.is_set() and time.monotonic() < due:
-                try:
-                    conn.sleep(min(0.2, max(0.0, due - time.monotonic())))
-                except Exception:
-                    conn, ch = self._reconnect(conn)
+                self._pause(min(0.2, max(0.0, due - time.monotonic())))
             end = i + size
             while i < end and not self.stop.is_set():
+                if self._ahead(i):
+                    self._pause(0.05)
+                    continue
                 job = job_of(i)
                 props = pika.BasicProperties(
                     content_type="application/json", delivery_mode=2,
                     correlation_id=job["id"], message_id=job["id"], reply_to=self.reply_to)
                 try:
-                    ch.basic_publish("", self.queue, json.dumps(job), props, mandatory=True)
+                    self.ch.basic_publish("", self.queue, json.dumps(job), props,
+                                          mandatory=True)
                 except (pika.exceptions.UnroutableError, pika.exceptions.NackError) as e:
                     # The channel stays usable: publish the same job again.
                     self.errors[type(e).__name__] += 1
@@ -152,26 +184,11 @@ class Producer(threading.Thread):
                     continue
                 except Exception as e:
                     self.errors[type(e).__name__] += 1
-                    conn, ch = self._reconnect(conn)
+                    self._reconnect()
                     continue
                 i += 1
                 self.confirmed = i
         self.events(f"producer: {self.confirmed} jobs confirmed")
-        try:
-            conn.close()
-        except Exception:
-            pass
-
-    def _reconnect(self, conn):
-        try:
-            conn.close()
-        except Exception:
-            pass
-        self.reconnects += 1
-        conn, ch = self._connect()
-        if conn is None:
-            raise RuntimeError(f"stopped at {self.confirmed}/{self.n} jobs confirmed")
-        return conn, ch
 
 
 # --- the results consumer ---------------------------------------------------------
@@ -401,7 +418,9 @@ class FaultDriver:
             self.outage_error = repr(e)
             self.events(f"broker: restart failed: {e!r}")
 
-    def run(self, seconds, outages):
+    def run(self, seconds, outages, busy):
+        """Faults for `seconds`, and on as long as busy() (the producer still
+        publishes), for at most DRAIN_SECONDS more."""
         t0 = time.monotonic()
         # Broker outages on a thread of their own, so that signals keep coming
         # while the broker is down.
@@ -428,7 +447,8 @@ class FaultDriver:
         self.rng.shuffle(first)
         kinds, weights = ["kill", "hup", "ttin", "ttou", "usr1", "usr2"], [4, 1, 1, 1, 1, 1]
         try:
-            while time.monotonic() - t0 < seconds:
+            while ((time.monotonic() - t0 < seconds or busy()) and
+                   time.monotonic() - t0 < seconds + DRAIN_SECONDS):
                 time.sleep(self.rng.uniform(1.0, 4.0))
                 kind = first.pop() if first else self.rng.choices(kinds, weights)[0]
                 try:
@@ -517,7 +537,8 @@ def test_faults_lose_no_job(private_broker, daemon, tmp_path):
     results.declare()
     audit = Results(rb.url, audit_q, events, exchange=exchange, key=queue)
     audit.declare()
-    producer = Producer(rb.url, queue, results_q, JOBS, FAULT_SECONDS * 0.7, rng, events)
+    producer = Producer(rb.url, queue, results_q, JOBS, FAULT_SECONDS * 0.7, rng, events,
+                        results)
     monitor = Monitor(d.url)
     driver = FaultDriver(d, rb, rng, events)
     threads = [results, audit, producer, monitor]
@@ -527,7 +548,7 @@ def test_faults_lose_no_job(private_broker, daemon, tmp_path):
     summary = {}
     try:
         # 1. faults while the jobs run
-        driver.run(FAULT_SECONDS, OUTAGES)
+        driver.run(FAULT_SECONDS, OUTAGES, busy=producer.is_alive)
         events(f"faults over: {dict(driver.counts)}")
         # 2. every job published (confirmed) and every id answered
         producer.join(timeout=120)
