@@ -518,9 +518,9 @@ static void dotted_end(struct unit *u, size_t nu, size_t from, size_t to, size_t
     }
 }
 
-/* Rule 4: dotted runs of single characters. espeak-ng reads "a.b", "a .b"
- * and "a . b" alike as letters joined by a dot, but drops a dot that follows
- * a letter and precedes white space ("a. b"): such a dot ends a run. */
+/* Rule 4: dotted runs of single characters. espeak-ng reads "a.b", "a .b",
+ * "a . b" and "a.b. c" alike as letters joined by a dot, but drops the dot
+ * of a one-letter word before white space ("a. b"): such a dot ends a run. */
 static void rule_dotted(struct unit *u, size_t nu)
 {
     size_t run = nu, run_end = nu, letters = 0;
@@ -565,7 +565,16 @@ static void rule_dotted(struct unit *u, size_t nu)
             size_t k = next_visible(u, nu, j);
             for (; k < nu && u[k].kind == U_SPACE; k = next_visible(u, nu, k))
                 ws_after = 1;
-            if (!(ws_after && !ws_before) && k < nu && letterish(&u[k])) {
+            /* the dot espeak-ng drops: after a letter that starts a word */
+            size_t b = seg;
+            int word_start = 1;
+            while (b-- > 0)
+                if (visible(&u[b])) {
+                    word_start = u[b].kind == U_SPACE;
+                    break;
+                }
+            int dropped = word_start && !ws_before && ws_after;
+            if (!dropped && k < nu && letterish(&u[k])) {
                 joined = 1;
                 i = k;
                 continue;

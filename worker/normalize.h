@@ -30,8 +30,9 @@
  *     becomes "(see example.com).".
  *  3. A run of 4 or more of the same punctuation character becomes one ("..."
  *     for dots): "!!!!!!" -> "!", "-------" -> "-", "......" -> "...".
- *  4. A dotted run of single letters ("a.b.c.d...", "a . b . c", "a .b .c", a
- *     dotted host name; not "a. b. c.", whose dots espeak-ng drops) longer than
+ *  4. A dotted run of single letters ("a.b.c.d...", "a . b . c", "a .b .c",
+ *     "a.b. c.d. e.f.", a dotted host name; not "a. b. c.", whose dots
+ *     espeak-ng drops) longer than
  *     16 letters is cut into runs of 16: the dot after every 16th letter
  *     becomes a space. espeak-ng copies the letters of such a run into an
  *     80-byte stack buffer (CheckDottedAbbrev): 81 bytes overflow it, 85 abort
