@@ -1,10 +1,10 @@
 #include "engine.h"
-#include "encode.h"
-#include "frame.h"
-#include "http_api.h"
 #include "../common/backoff.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "encode.h"
+#include "frame.h"
+#include "http_api.h"
 
 #include <errno.h>
 #include <event2/buffer.h>

@@ -19,9 +19,9 @@
 #ifndef C2A_ENGINE_H
 #define C2A_ENGINE_H
 
-#include "synth.h"
 #include "../common/config.h"
 #include "../common/scoreboard.h"
+#include "synth.h"
 
 #include <stddef.h>
 
@@ -32,8 +32,8 @@ struct engine_env {
     struct event_base *base;
     const struct config *cfg;
     struct sb_slot *slot;
-    int espeak;  /* the child synthesizes with espeak-ng */
-    int sandbox; /* seccomp: no exec, no network sockets (the built-in speech app) */
+    int espeak;                /* the child synthesizes with espeak-ng */
+    int sandbox;               /* seccomp: no exec, no network sockets (the built-in speech app) */
     const struct c2a_app *app; /* an app's handle() runs in the child; NULL for speech */
     void *app_state;
 };

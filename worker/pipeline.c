@@ -178,9 +178,9 @@ static void confirm_track(struct pipeline *p, uint64_t seq, struct task *t)
     t->pending++;
 }
 
-/* Everything the task published is confirmed: now the job may be acked. */
 static void retry_later(struct pipeline *p, struct task *t, const char *code, const char *msg);
 
+/* Everything the task published is confirmed: now the job may be acked. */
 static void task_complete(struct pipeline *p, struct task *t)
 {
     if (t->failed_publish && t->result_refused && !t->publish_lost && !t->dead_seq &&
@@ -282,8 +282,8 @@ static void finish_dead(struct pipeline *p, struct task *t, const char *code, co
     amqp_dead_queue(t->d->queue, dead, sizeof(dead));
     struct amqp_publish m = {.exchange = "", .routing_key = dead,
                              .message_id = t->d->message_id, .attempts = t->attempts,
-                             .crashes = t->crashes, .error_code = code, .error_message = msg, .body = t->d->body,
-                             .len = t->d->body_len};
+                             .crashes = t->crashes, .error_code = code,
+                             .error_message = msg, .body = t->d->body, .len = t->d->body_len};
     t->dead_seq = publish(p, t, &m);
     t->dead_failed = t->dead_seq == 0;
     atomic_fetch_add(&p->env.slot->jobs_failed, 1);
