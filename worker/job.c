@@ -249,8 +249,12 @@ int job_parse(const char *body, size_t len, const char *message_id,
     if (get_str(root, "voice", &s, err) < 0)
         goto out;
     s = s ? s : job->engine == ENGINE_HTTP ? defs->http_voice : defs->voice;
-    if (strlen(s) == 0 || strlen(s) > JOB_VOICE_MAX || strspn(s,
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_+/") != strlen(s)) {
+    /* espeak-ng voices by identifier (gmw/en-US), language (en-us), +variant
+     * (en+m3), or name as `espeak-ng --voices` prints it, '_' for ' '
+     * ("English_(America)", "Chinese_(Mandarin,_latin_as_English)", "K'iche'") */
+    if (strlen(s) == 0 || strlen(s) > JOB_VOICE_MAX ||
+        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_+/(),'") !=
+            strlen(s)) {
         fail(err, "bad_field", "voice: not a voice name");
         goto out;
     }

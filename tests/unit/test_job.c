@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -84,6 +85,8 @@ static void test_errors(void **state)
     expect("{\"id\":\"a\",\"text\":\"\\u0001\\u0002\"}", NULL, "bad_field", "empty");
     expect("{\"id\":\"a\",\"text\":\"hi\",\"format\":\"aac\"}", NULL, "bad_field", "format");
     expect("{\"id\":\"a\",\"text\":\"hi\",\"voice\":\"en us\"}", NULL, "bad_field", "voice");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"voice\":\"en;us\"}", NULL, "bad_field", "voice");
+    expect("{\"id\":\"a\",\"text\":\"hi\",\"voice\":\"M\\u0101ori\"}", NULL, "bad_field", "voice");
     expect("{\"id\":\"a\",\"text\":\"hi\",\"rate\":1000}", NULL, "bad_field", "rate: 1000");
     expect("{\"id\":\"a\",\"text\":\"hi\",\"rate\":\"fast\"}", NULL, "bad_field", "rate");
     expect("{\"id\":\"a\",\"text\":\"hi\",\"sample_rate\":100}", NULL, "bad_field", "sample_rate");
@@ -106,6 +109,25 @@ static void test_errors(void **state)
         strcat(big, "\xc3\xa9");
     strcat(big, "\"}");
     expect(big, NULL, "too_large", "longer than 100");
+}
+
+/* Voices as espeak-ng names them: the characters of `espeak-ng --voices`. */
+static void test_voice_names(void **state)
+{
+    (void)state;
+    static const char *const voices[] = {
+        "gmw/en-US", "en-us+m3",      "English_(America)", "Chinese_(Mandarin,_latin_as_English)",
+        "K'iche'",   "en+Mr_Serious",
+    };
+    for (size_t i = 0; i < sizeof(voices) / sizeof(voices[0]); i++) {
+        char body[256];
+        snprintf(body, sizeof(body), "{\"id\":\"a\",\"text\":\"hi\",\"voice\":\"%s\"}", voices[i]);
+        struct job j;
+        struct job_error e;
+        assert_int_equal(parse(body, NULL, &j, &e), 0);
+        assert_string_equal(j.voice, voices[i]);
+        job_clear(&j);
+    }
 }
 
 static void test_id_survives_errors(void **state)
@@ -178,6 +200,7 @@ int main(void)
         cmocka_unit_test(test_full_job),
         cmocka_unit_test(test_defaults_and_message_id),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_voice_names),
         cmocka_unit_test(test_id_survives_errors),
         cmocka_unit_test(test_http_fields),
         cmocka_unit_test(test_helpers),
