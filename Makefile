@@ -70,7 +70,7 @@ BIN := $(BUILD)/c2a-worker
 CTL := $(BUILD)/c2actl
 CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libcurl)
 
-.PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin
+.PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin tools
 all: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
 
 $(CTL): $(BUILD)/ctl/c2actl.o $(COMMON_OBJ)
@@ -110,6 +110,17 @@ $(BUILD)/tests/sfinfo: tests/tools/sfinfo.c
 $(BUILD)/tests/keepstderr.so: tests/tools/keepstderr.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+# Tools for espeak-ng itself (tests/tools/*.c say what they do); not built by all.
+ESPEAK_TOOLS := $(BUILD)/tests/espeak_crash $(BUILD)/tests/voices_check
+tools: $(ESPEAK_TOOLS)
+
+$(BUILD)/tests/espeak_crash: tests/tools/espeak_crash.c $(BUILD)/worker/normalize.o $(COMMON_OBJ)
+$(BUILD)/tests/voices_check: tests/tools/voices_check.c $(BUILD)/worker/voices.o $(COMMON_OBJ)
+$(ESPEAK_TOOLS):
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) \
+		$(shell pkg-config --libs espeak-ng)
 
 BENCH := $(BUILD)/bench/loadgen $(BUILD)/bench/inproc
 bench-tools: $(BENCH)

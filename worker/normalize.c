@@ -7,16 +7,31 @@
 #include <strings.h>
 
 /*
- * Rule 1's table: code points that make espeak-ng 1.51 read freed memory when
- * a voice of another language speaks them. Found with tests/tools/espeak_crash
- * on every code point of U+0080-U+FFFF, alone, with the en-us, en, de and fr
- * voices (the same set for all four), in two ways: libespeak-ng built from the
- * Debian source with -fsanitize=address, and Debian's own library under an
- * ASan-built caller (which sees the reads made through memcmp/strcpy). The
- * table is the union. Each script's own voices read its block without fault.
+ * Rule 1. espeak-ng 1.51 reads freed memory (TranslateLetter frees the
+ * translator it is using, SetTranslator2) when it spells a character of
+ * another script that the script's own language cannot name. Found with
+ * tests/tools/espeak_crash, every code point of U+0080-U+FFFF alone, in two
+ * ways: libespeak-ng built from the Debian source with -fsanitize=address,
+ * and Debian's own library under an ASan-built caller (which sees the reads
+ * made through memcmp/strcpy); the tables are the union. U+10000-U+1FFFF
+ * (the second way, en-us) had none.
+ *
+ * bad_any: with the en-us voice (whole BMP, both ways), en, de and fr (Indic
+ * blocks, both ways): the same set for all. Digits, signs, unassigned code
+ * points, a few rare letters.
+ *
+ * bad_not_en: with de (whole BMP), fr, es and ru (these blocks), which cannot
+ * name foreign alphabets at all: besides bad_any, rare Greek letters, and most
+ * letters of these scripts when they stand alone (a one-letter word). English
+ * voices read those.
+ *
+ * A voice reading its own script reads its block without fault (hi, mr, ne,
+ * kok, bn, as, bpy, pa, gu, ta, kn, ml, si, hy, el, grc, ka, ko checked), so
+ * lang exempts it.
  */
 enum {
     SCRIPT_NONE,
+    SCRIPT_GREEK,
     SCRIPT_ARMENIAN,
     SCRIPT_DEVANAGARI,
     SCRIPT_BENGALI,
@@ -27,11 +42,13 @@ enum {
     SCRIPT_MALAYALAM,
     SCRIPT_SINHALA,
     SCRIPT_GEORGIAN,
-    SCRIPT_HANGUL
+    SCRIPT_HANGUL,
+    SCRIPT_OTHER, /* a script of its own: Oriya, Telugu */
 };
 
 /* The voice languages that read a script themselves (primary subtag). */
 static const char *const script_langs[][4] = {
+    [SCRIPT_GREEK] = {"el", "grc"},
     [SCRIPT_ARMENIAN] = {"hy"},
     [SCRIPT_DEVANAGARI] = {"hi", "mr", "ne", "kok"},
     [SCRIPT_BENGALI] = {"bn", "as", "bpy"},
@@ -45,52 +62,86 @@ static const char *const script_langs[][4] = {
     [SCRIPT_HANGUL] = {"ko"},
 };
 
-#define ALONE 0x80 /* only when no letter of the same block touches it */
+struct script_block {
+    uint32_t lo, hi;
+    uint8_t script;
+};
+
+static const struct script_block script_blocks[] = {
+    {0x0370, 0x03ff, SCRIPT_GREEK},      {0x0530, 0x058f, SCRIPT_ARMENIAN},
+    {0x0900, 0x097f, SCRIPT_DEVANAGARI}, {0x0980, 0x09ff, SCRIPT_BENGALI},
+    {0x0a00, 0x0a7f, SCRIPT_GURMUKHI},   {0x0a80, 0x0aff, SCRIPT_GUJARATI},
+    {0x0b00, 0x0b7f, SCRIPT_OTHER},      {0x0b80, 0x0bff, SCRIPT_TAMIL},
+    {0x0c00, 0x0c7f, SCRIPT_OTHER},      {0x0c80, 0x0cff, SCRIPT_KANNADA},
+    {0x0d00, 0x0d7f, SCRIPT_MALAYALAM},  {0x0d80, 0x0dff, SCRIPT_SINHALA},
+    {0x10a0, 0x10ff, SCRIPT_GEORGIAN},   {0x1100, 0x11ff, SCRIPT_HANGUL},
+    {0x3130, 0x318f, SCRIPT_HANGUL},     {0xac00, 0xd7af, SCRIPT_HANGUL},
+};
+
+#define ALONE 1 /* only when no character of the same script touches it */
 
 struct bad_range {
     uint16_t lo, hi;
-    uint8_t script; /* | ALONE */
+    uint8_t flags;
 };
 
-/* BEGIN generated table */
-/* 400 code points in 67 ranges */
-static const struct bad_range bad_ranges[] = {
-    {0x0558, 0x0558, SCRIPT_ARMENIAN},      {0x055a, 0x055a, SCRIPT_ARMENIAN},
-    {0x058b, 0x058f, SCRIPT_ARMENIAN},      {0x0970, 0x0970, SCRIPT_DEVANAGARI},
-    {0x09e4, 0x09ef, SCRIPT_BENGALI},       {0x09f2, 0x09f3, SCRIPT_BENGALI},
-    {0x09f7, 0x09f9, SCRIPT_BENGALI},       {0x09fb, 0x09fb, SCRIPT_BENGALI},
-    {0x09fd, 0x09ff, SCRIPT_BENGALI},       {0x0a64, 0x0a6f, SCRIPT_GURMUKHI},
-    {0x0a76, 0x0a7f, SCRIPT_GURMUKHI},      {0x0ae4, 0x0af8, SCRIPT_GUJARATI},
-    {0x0afd, 0x0aff, SCRIPT_GUJARATI},      {0x0b80, 0x0b81, SCRIPT_TAMIL},
-    {0x0b84, 0x0b84, SCRIPT_TAMIL},         {0x0b8b, 0x0b8d, SCRIPT_TAMIL},
-    {0x0b91, 0x0b91, SCRIPT_TAMIL},         {0x0b96, 0x0b98, SCRIPT_TAMIL},
-    {0x0b9b, 0x0b9b, SCRIPT_TAMIL},         {0x0b9d, 0x0b9d, SCRIPT_TAMIL},
-    {0x0ba0, 0x0ba2, SCRIPT_TAMIL},         {0x0ba5, 0x0ba7, SCRIPT_TAMIL},
-    {0x0baa, 0x0baa, SCRIPT_TAMIL | ALONE}, {0x0bab, 0x0bad, SCRIPT_TAMIL},
-    {0x0bba, 0x0bbd, SCRIPT_TAMIL},         {0x0bc3, 0x0bc5, SCRIPT_TAMIL},
-    {0x0bc9, 0x0bc9, SCRIPT_TAMIL},         {0x0bce, 0x0bcf, SCRIPT_TAMIL},
-    {0x0bd1, 0x0bd6, SCRIPT_TAMIL},         {0x0bd8, 0x0bef, SCRIPT_TAMIL},
-    {0x0bfb, 0x0bff, SCRIPT_TAMIL},         {0x0c80, 0x0c81, SCRIPT_KANNADA},
-    {0x0c84, 0x0c84, SCRIPT_KANNADA},       {0x0c8c, 0x0c8d, SCRIPT_KANNADA},
-    {0x0c91, 0x0c91, SCRIPT_KANNADA},       {0x0ca9, 0x0ca9, SCRIPT_KANNADA},
-    {0x0cb4, 0x0cb4, SCRIPT_KANNADA},       {0x0cba, 0x0cbb, SCRIPT_KANNADA},
-    {0x0cc5, 0x0cc5, SCRIPT_KANNADA},       {0x0cc9, 0x0cc9, SCRIPT_KANNADA},
-    {0x0cce, 0x0cd4, SCRIPT_KANNADA},       {0x0cd7, 0x0cdd, SCRIPT_KANNADA},
-    {0x0cdf, 0x0cdf, SCRIPT_KANNADA},       {0x0ce1, 0x0cff, SCRIPT_KANNADA},
-    {0x0d00, 0x0d01, SCRIPT_MALAYALAM},     {0x0d04, 0x0d04, SCRIPT_MALAYALAM},
-    {0x0d0c, 0x0d0d, SCRIPT_MALAYALAM},     {0x0d11, 0x0d11, SCRIPT_MALAYALAM},
-    {0x0d29, 0x0d29, SCRIPT_MALAYALAM},     {0x0d3a, 0x0d3c, SCRIPT_MALAYALAM},
-    {0x0d45, 0x0d45, SCRIPT_MALAYALAM},     {0x0d49, 0x0d49, SCRIPT_MALAYALAM},
-    {0x0d4f, 0x0d56, SCRIPT_MALAYALAM},     {0x0d58, 0x0d5f, SCRIPT_MALAYALAM},
-    {0x0d62, 0x0d79, SCRIPT_MALAYALAM},     {0x0dc7, 0x0dc9, SCRIPT_SINHALA},
-    {0x0dcb, 0x0dce, SCRIPT_SINHALA},       {0x0dd5, 0x0dd5, SCRIPT_SINHALA},
-    {0x0dd7, 0x0dd7, SCRIPT_SINHALA},       {0x0de0, 0x0df1, SCRIPT_SINHALA},
-    {0x0df5, 0x0dff, SCRIPT_SINHALA},       {0x10c6, 0x10c6, SCRIPT_GEORGIAN},
-    {0x10c8, 0x10cc, SCRIPT_GEORGIAN},      {0x10ce, 0x10cf, SCRIPT_GEORGIAN},
-    {0x10fb, 0x10fb, SCRIPT_GEORGIAN},      {0x1180, 0x11a7, SCRIPT_HANGUL},
-    {0x11c3, 0x11ff, SCRIPT_HANGUL},
+static const struct bad_range bad_any[] = {
+    {0x0558, 0x0558, 0}, {0x055a, 0x055a, 0}, {0x058b, 0x058f, 0},     {0x0970, 0x0970, 0},
+    {0x09e4, 0x09ef, 0}, {0x09f2, 0x09f3, 0}, {0x09f7, 0x09f9, 0},     {0x09fb, 0x09fb, 0},
+    {0x09fd, 0x09ff, 0}, {0x0a64, 0x0a6f, 0}, {0x0a76, 0x0a7f, 0},     {0x0ae4, 0x0af8, 0},
+    {0x0afd, 0x0aff, 0}, {0x0b80, 0x0b81, 0}, {0x0b84, 0x0b84, 0},     {0x0b8b, 0x0b8d, 0},
+    {0x0b91, 0x0b91, 0}, {0x0b96, 0x0b98, 0}, {0x0b9b, 0x0b9b, 0},     {0x0b9d, 0x0b9d, 0},
+    {0x0ba0, 0x0ba2, 0}, {0x0ba5, 0x0ba7, 0}, {0x0baa, 0x0baa, ALONE}, {0x0bab, 0x0bad, 0},
+    {0x0bba, 0x0bbd, 0}, {0x0bc3, 0x0bc5, 0}, {0x0bc9, 0x0bc9, 0},     {0x0bce, 0x0bcf, 0},
+    {0x0bd1, 0x0bd6, 0}, {0x0bd8, 0x0bef, 0}, {0x0bfb, 0x0bff, 0},     {0x0c80, 0x0c81, 0},
+    {0x0c84, 0x0c84, 0}, {0x0c8c, 0x0c8d, 0}, {0x0c91, 0x0c91, 0},     {0x0ca9, 0x0ca9, 0},
+    {0x0cb4, 0x0cb4, 0}, {0x0cba, 0x0cbb, 0}, {0x0cc5, 0x0cc5, 0},     {0x0cc9, 0x0cc9, 0},
+    {0x0cce, 0x0cd4, 0}, {0x0cd7, 0x0cdd, 0}, {0x0cdf, 0x0cdf, 0},     {0x0ce1, 0x0cff, 0},
+    {0x0d00, 0x0d01, 0}, {0x0d04, 0x0d04, 0}, {0x0d0c, 0x0d0d, 0},     {0x0d11, 0x0d11, 0},
+    {0x0d29, 0x0d29, 0}, {0x0d3a, 0x0d3c, 0}, {0x0d45, 0x0d45, 0},     {0x0d49, 0x0d49, 0},
+    {0x0d4f, 0x0d56, 0}, {0x0d58, 0x0d5f, 0}, {0x0d62, 0x0d79, 0},     {0x0dc7, 0x0dc9, 0},
+    {0x0dcb, 0x0dce, 0}, {0x0dd5, 0x0dd5, 0}, {0x0dd7, 0x0dd7, 0},     {0x0de0, 0x0df1, 0},
+    {0x0df5, 0x0dff, 0}, {0x10c6, 0x10c6, 0}, {0x10c8, 0x10cc, 0},     {0x10ce, 0x10cf, 0},
+    {0x10fb, 0x10fb, 0}, {0x1180, 0x11a7, 0}, {0x11c3, 0x11ff, 0},
 };
-/* END generated table */
+
+static const struct bad_range bad_not_en[] = {
+    {0x037f, 0x0385, 0},
+    {0x0387, 0x0387, 0},
+    {0x038b, 0x038b, 0},
+    {0x038d, 0x038d, 0},
+    {0x03a2, 0x03a2, 0},
+    {0x03cf, 0x03f3, 0},
+    {0x03f5, 0x03fc, 0},
+    {0x0530, 0x058f, ALONE},
+    {0x0900, 0x0aff, ALONE},
+    {0x0b80, 0x0bff, ALONE},
+    {0x0c80, 0x0dff, ALONE},
+    {0x1100, 0x11ff, ALONE},
+    {0x3130, 0x318f, ALONE},
+    /* the syllables of U+110B IEUNG and a vowel, no final: "a", "i", "o"... */
+    {0xc544, 0xc544, ALONE},
+    {0xc560, 0xc560, ALONE},
+    {0xc57c, 0xc57c, ALONE},
+    {0xc598, 0xc598, ALONE},
+    {0xc5b4, 0xc5b4, ALONE},
+    {0xc5d0, 0xc5d0, ALONE},
+    {0xc5ec, 0xc5ec, ALONE},
+    {0xc608, 0xc608, ALONE},
+    {0xc624, 0xc624, ALONE},
+    {0xc640, 0xc640, ALONE},
+    {0xc65c, 0xc65c, ALONE},
+    {0xc678, 0xc678, ALONE},
+    {0xc694, 0xc694, ALONE},
+    {0xc6b0, 0xc6b0, ALONE},
+    {0xc6cc, 0xc6cc, ALONE},
+    {0xc6e8, 0xc6e8, ALONE},
+    {0xc704, 0xc704, ALONE},
+    {0xc720, 0xc720, ALONE},
+    {0xc73c, 0xc73c, ALONE},
+    {0xc758, 0xc758, ALONE},
+    {0xc774, 0xc774, ALONE},
+};
 
 /* ASCII white space ends a token. */
 static int is_space(uint32_t cp)
@@ -139,20 +190,28 @@ static int is_mark(uint32_t cp)
     return 0;
 }
 
-/* The script of a rule-1 code point (| ALONE), or SCRIPT_NONE. */
-static unsigned bad_script(uint32_t cp)
+static unsigned script_of(uint32_t cp)
 {
-    size_t lo = 0, hi = ARRAY_LEN(bad_ranges);
+    for (size_t i = 0; i < ARRAY_LEN(script_blocks); i++)
+        if (cp >= script_blocks[i].lo && cp <= script_blocks[i].hi)
+            return script_blocks[i].script;
+    return SCRIPT_NONE;
+}
+
+/* The entry of table holding cp, or NULL. */
+static const struct bad_range *bad_find(const struct bad_range *table, size_t n, uint32_t cp)
+{
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (cp < bad_ranges[mid].lo)
+        if (cp < table[mid].lo)
             hi = mid;
-        else if (cp > bad_ranges[mid].hi)
+        else if (cp > table[mid].hi)
             lo = mid + 1;
         else
-            return bad_ranges[mid].script;
+            return &table[mid];
     }
-    return SCRIPT_NONE;
+    return NULL;
 }
 
 /* The script lang reads itself, or SCRIPT_NONE. */
@@ -166,6 +225,12 @@ static unsigned own_script(const char *lang)
             if (strlen(script_langs[s][i]) == n && strncasecmp(lang, script_langs[s][i], n) == 0)
                 return s;
     return SCRIPT_NONE;
+}
+
+static int is_english(const char *lang)
+{
+    return lang && strncasecmp(lang, "en", 2) == 0 &&
+           (lang[2] == '\0' || lang[2] == '-' || lang[2] == '_');
 }
 
 enum unit_kind { U_CHAR, U_SPACE, U_TAG };
@@ -187,7 +252,8 @@ struct norm {
     const char *src;
     size_t len;
     int ssml;
-    unsigned own;
+    unsigned own;     /* the script the voice reads itself */
+    int english;      /* an English voice: bad_not_en does not apply */
     struct unit *tok; /* the units of the current token */
     size_t ntok;
     char *out;
@@ -335,14 +401,16 @@ classify:
         u->kind = U_SPACE;
         return;
     }
-    unsigned bad = bad_script(u->cp);
-    if (bad != SCRIPT_NONE && (bad & ~ALONE) != n->own) {
-        if (bad & ALONE) {
-            u->alone = 1;
-        } else {
-            u->kind = U_SPACE;
-            u->act = ACT_SPACE;
-        }
+    const struct bad_range *bad = bad_find(bad_any, ARRAY_LEN(bad_any), u->cp);
+    if (!bad && !n->english)
+        bad = bad_find(bad_not_en, ARRAY_LEN(bad_not_en), u->cp);
+    if (!bad || script_of(u->cp) == n->own)
+        return;
+    if (bad->flags & ALONE) {
+        u->alone = 1;
+    } else {
+        u->kind = U_SPACE;
+        u->act = ACT_SPACE;
     }
 }
 
@@ -385,7 +453,7 @@ static void drop(struct norm *n, size_t from, size_t to)
 }
 
 /* Rule 1 for ALONE code points: replaced unless a character of the same
- * 128-code-point block is next to it. */
+ * script is next to it. */
 static void rule_alone(struct norm *n)
 {
     size_t prev = n->ntok;
@@ -395,8 +463,9 @@ static void rule_alone(struct norm *n)
             continue;
         if (u->alone) {
             size_t nx = next_live(n, i);
-            int touch = (prev < n->ntok && (n->tok[prev].cp >> 7) == (u->cp >> 7)) ||
-                        (nx < n->ntok && (n->tok[nx].cp >> 7) == (u->cp >> 7));
+            unsigned script = script_of(u->cp);
+            int touch = (prev < n->ntok && script_of(n->tok[prev].cp) == script) ||
+                        (nx < n->ntok && script_of(n->tok[nx].cp) == script);
             if (!touch)
                 u->act = ACT_SPACE;
         }
@@ -483,10 +552,16 @@ static void rule_punct_runs(struct norm *n)
 }
 
 /* Rule 4 looks at the whole text: espeak-ng's dotted runs cross white space.
- * A unit it sees: a character still in the text, or white space. */
+ * A unit it sees: white space (also what a rule made a space), or a character
+ * still in the text. */
+static int white(const struct unit *u)
+{
+    return u->kind == U_SPACE || u->act == ACT_SPACE;
+}
+
 static int visible(const struct unit *u)
 {
-    return u->kind == U_SPACE || (u->kind == U_CHAR && u->act == ACT_KEEP);
+    return white(u) || (u->kind == U_CHAR && u->act == ACT_KEEP);
 }
 
 static size_t next_visible(const struct unit *u, size_t nu, size_t i)
@@ -498,7 +573,7 @@ static size_t next_visible(const struct unit *u, size_t nu, size_t i)
 
 static int letterish(const struct unit *u)
 {
-    return u->kind == U_CHAR && !is_punct(u->cp);
+    return u->kind == U_CHAR && u->act == ACT_KEEP && !is_punct(u->cp);
 }
 
 /* Cut the run u[from..to) when it has too many letters: the dot after every
@@ -513,7 +588,7 @@ static void dotted_end(struct unit *u, size_t nu, size_t from, size_t to, size_t
     for (size_t k = from; k < to && k < nu; k = next_visible(u, nu, k)) {
         if (letterish(&u[k]))
             seen++;
-        else if (u[k].kind == U_CHAR && u[k].cp == '.' && seen % NORMALIZE_DOTTED_MAX == 0)
+        else if (!white(&u[k]) && u[k].cp == '.' && seen % NORMALIZE_DOTTED_MAX == 0)
             u[k].act = ACT_SPACE;
     }
 }
@@ -558,19 +633,19 @@ static void rule_dotted(struct unit *u, size_t nu)
         /* the separator: white space, one dot, white space */
         size_t j = i;
         int ws_before = 0, ws_after = 0;
-        for (; j < nu && u[j].kind == U_SPACE; j = next_visible(u, nu, j))
+        for (; j < nu && white(&u[j]); j = next_visible(u, nu, j))
             ws_before = 1;
         joined = 0;
-        if (j < nu && u[j].kind == U_CHAR && u[j].cp == '.') {
+        if (j < nu && !white(&u[j]) && u[j].cp == '.') {
             size_t k = next_visible(u, nu, j);
-            for (; k < nu && u[k].kind == U_SPACE; k = next_visible(u, nu, k))
+            for (; k < nu && white(&u[k]); k = next_visible(u, nu, k))
                 ws_after = 1;
             /* the dot espeak-ng drops: after a letter that starts a word */
             size_t b = seg;
             int word_start = 1;
             while (b-- > 0)
                 if (visible(&u[b])) {
-                    word_start = u[b].kind == U_SPACE;
+                    word_start = white(&u[b]);
                     break;
                 }
             int dropped = word_start && !ws_before && ws_after;
@@ -650,8 +725,8 @@ static void rule_long_word(struct norm *n)
  * letters, a run of digits, one punctuation character, or one character of a
  * script without spaces: at least as many as espeak-ng's words. When 201
  * items would fall within 800 bytes since the last clause break, " , " is put
- * in front of the item (a comma right after a dot would not end the clause). Prose has 5 or more bytes per item and a clause break
- * long before 200 of them. */
+ * in front of the item (a comma right after a dot would not end the clause). Prose has 5 or more
+ * bytes per item and a clause break long before 200 of them. */
 #define CLAUSE_ITEMS 200
 #define CLAUSE_BYTES 800
 
@@ -682,7 +757,10 @@ static void emit(struct norm *n, struct clause *c, const char *s, size_t len, ui
     }
     int cls = is_punct(cp) || is_nospace_script(cp) ? C_OTHER : is_digit(cp) ? C_DIGIT : C_LETTER;
     if (cls == C_OTHER || cls != c->prev_class) {
-        if (c->items >= CLAUSE_ITEMS && c->bytes - c->at[c->items % CLAUSE_ITEMS] < CLAUSE_BYTES) {
+        /* not in front of a comma (or the like), which may be a break itself */
+        int breaks = cp < 0x80 && strchr(",;:!?", (int)cp);
+        if (!breaks && c->items >= CLAUSE_ITEMS &&
+            c->bytes - c->at[c->items % CLAUSE_ITEMS] < CLAUSE_BYTES) {
             if (c->prev_class == C_SPACE)
                 out_put(n, ", ", 2);
             else
@@ -746,35 +824,75 @@ static void token_rules_late(struct norm *n)
     rule_long_word(n);
 }
 
+/* Apply every rule to u[0..nu) and append the result. */
+static void run_rules(struct norm *n, struct clause *c, struct unit *u, size_t nu)
+{
+    each_token(n, u, nu, token_rules_early);
+    rule_dotted(u, nu);
+    each_token(n, u, nu, token_rules_late);
+    for (size_t i = 0; i < nu; i++) {
+        if (u[i].space_before)
+            emit(n, c, " ", 1, ' ');
+        if (u[i].kind == U_TAG)
+            out_put(n, n->src + u[i].off, u[i].len);
+        else if (u[i].act == ACT_KEEP)
+            emit(n, c, n->src + u[i].off, u[i].len, u[i].kind == U_SPACE ? ' ' : u[i].cp);
+        else if (u[i].act == ACT_SPACE)
+            emit(n, c, " ", 1, ' ');
+    }
+}
+
+static int is_dot(const struct unit *u)
+{
+    return u->kind == U_CHAR && u->cp == '.';
+}
+
+/* The text is read CHUNK_UNITS units at a time, cut at white space that has no
+ * dot (rule 4's runs) or tag next to it; a text without such white space is
+ * cut after CHUNK_MAX units, with " , " put in. So memory does not grow with
+ * the text beyond the result. */
+#define CHUNK_UNITS 16384
+#define CHUNK_MAX (4 * CHUNK_UNITS)
+
 char *normalize_text(const char *text, size_t len, int ssml, const char *lang, size_t *out_len)
 {
-    struct norm n = {.src = text, .len = len, .ssml = ssml, .own = own_script(lang)};
+    struct norm n = {.src = text,
+                     .len = len,
+                     .ssml = ssml,
+                     .own = own_script(lang),
+                     .english = is_english(lang)};
+    n.ocap = len + 16;
+    n.out = xmalloc(n.ocap);
+    struct clause c = {.prev = ' ', .prev_class = C_SPACE, .prev2 = C_SPACE};
     size_t nu = 0, cap = 64;
     struct unit *u = xmalloc(cap * sizeof(*u));
-    for (size_t p = 0; p < len; p += u[nu++].len) {
+    int held = 0; /* the last unit that is not white space is a dot or a tag */
+    for (size_t p = 0; p < len;) {
         if (nu == cap) {
             cap *= 2;
             u = xrealloc(u, cap * sizeof(*u));
         }
-        read_unit(&n, p, &u[nu]);
+        struct unit *last = &u[nu++];
+        read_unit(&n, p, last);
+        p += last->len;
+        if (last->kind != U_SPACE)
+            held = is_dot(last) || last->kind == U_TAG;
+        if (nu < CHUNK_UNITS || p >= len)
+            continue;
+        int cut = 0;
+        if (last->kind == U_SPACE && !held) {
+            struct unit next;
+            read_unit(&n, p, &next);
+            cut = next.kind == U_CHAR && next.cp != '.';
+        }
+        if (cut || nu >= CHUNK_MAX) {
+            run_rules(&n, &c, u, nu);
+            if (!cut) /* a clause break: no run of rule 4 goes on across it */
+                out_put(&n, " , ", 3);
+            nu = 0;
+        }
     }
-    each_token(&n, u, nu, token_rules_early);
-    rule_dotted(u, nu);
-    each_token(&n, u, nu, token_rules_late);
-
-    n.ocap = len + 16;
-    n.out = xmalloc(n.ocap);
-    struct clause c = {.prev = ' ', .prev_class = C_SPACE, .prev2 = C_SPACE};
-    for (size_t i = 0; i < nu; i++) {
-        if (u[i].space_before)
-            emit(&n, &c, " ", 1, ' ');
-        if (u[i].kind == U_TAG)
-            out_put(&n, text + u[i].off, u[i].len);
-        else if (u[i].act == ACT_KEEP)
-            emit(&n, &c, text + u[i].off, u[i].len, u[i].kind == U_SPACE ? ' ' : u[i].cp);
-        else if (u[i].act == ACT_SPACE)
-            emit(&n, &c, " ", 1, ' ');
-    }
+    run_rules(&n, &c, u, nu);
     free(u);
     n.out[n.olen] = '\0';
     *out_len = n.olen;

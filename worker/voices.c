@@ -211,18 +211,17 @@ static void suggest(char *buf, size_t len, const char *spec, const char *const *
     size_t o = 0, shown = 0;
     buf[0] = '\0';
     for (int pass = 0; pass < 2 && shown == 0; pass++) {
-        for (size_t i = 0; i < n_names && shown < SUGGEST_MAX; i++) {
+        for (size_t i = 0; i < n_names; i++) {
             if (pass == 0 && (strlen(spec) < 2 || strncasecmp(names[i], spec, 2) != 0))
                 continue;
-            int k = snprintf(buf + o, len - o, "%s%s", shown ? ", " : "", names[i]);
-            if (k < 0 || (size_t)k >= len - o)
+            int k = shown == SUGGEST_MAX
+                        ? snprintf(buf + o, len - o, ", ...")
+                        : snprintf(buf + o, len - o, "%s%s", shown ? ", " : "", names[i]);
+            if (k < 0 || (size_t)k >= len - o || shown++ == SUGGEST_MAX)
                 return;
             o += (size_t)k;
-            shown++;
         }
     }
-    if (shown == SUGGEST_MAX && o + 5 < len)
-        memcpy(buf + o, ", ...", 6);
 }
 
 static int voice_unknown(const struct voice_list *list, const char *base, int allow_mbrola,
