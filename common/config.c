@@ -19,6 +19,7 @@
 
 static const char *const engines[] = {"espeak", "http", NULL};
 static const char *const formats[] = {"wav", "flac", "ogg", "opus", "mp3", NULL};
+static const char *const queue_types[] = {"classic", "quorum", NULL};
 
 /* Every key of the file. Order is the order of the example file and the man page. */
 static const struct config_key keys[] = {
@@ -64,6 +65,18 @@ static const struct config_key keys[] = {
      "attempts before a job is dead-lettered"},
     {"broker", "results_exchange", CT_EXCHANGE, OFF(results_exchange), "", 0, 0, NULL, 0,
      "also publish every result to this topic exchange; empty for none"},
+    {"broker", "queue_type", CT_ENUM, OFF(queue_type), "classic", 0, 0, queue_types, 0,
+     "classic or quorum: the type of the work, delay and dead-letter queues"},
+    {"broker", "max_priority", CT_INT, OFF(max_priority), "0", 0, 255, NULL, 0,
+     "declare the work queues with this x-max-priority; 0 = no priorities"},
+    {"broker", "tls_ca", CT_FILE, OFF(tls_ca), "", 0, 0, NULL, 0,
+     "amqps://: CA certificates (PEM) to verify the broker; empty = the system's"},
+    {"broker", "tls_cert", CT_FILE, OFF(tls_cert), "", 0, 0, NULL, 0,
+     "amqps://: client certificate (PEM), for brokers that ask for one"},
+    {"broker", "tls_key", CT_FILE, OFF(tls_key), "", 0, 0, NULL, 0,
+     "amqps://: the client certificate's private key (PEM)"},
+    {"broker", "tls_verify", CT_BOOL, OFF(tls_verify), "yes", 0, 0, NULL, 0,
+     "amqps://: verify the broker's certificate and host name"},
 
     {"speech", "engine", CT_ENUM, OFF(engine), "espeak", 0, 0, engines, 0, "espeak or http"},
     {"speech", "voice", CT_STRING, OFF(voice), "en-us", 0, 0, NULL, 0, "default voice"},
@@ -346,6 +359,15 @@ static int check_app(const char *v, const char **why)
     return 0;
 }
 
+/* "expected a, b or c" */
+static void enum_choices(const char *const *c, char *out, size_t len)
+{
+    size_t n = (size_t)snprintf(out, len, "expected");
+    for (int i = 0; c[i] && n < len; i++)
+        n += (size_t)snprintf(out + n, len - n, "%s%s", i == 0 ? " " : c[i + 1] ? ", " : " or ",
+                              c[i]);
+}
+
 /* Apply one value to one key. Returns 0, or -1 with *why set. `append` is set for
  * the second and later occurrences of a repeatable key. */
 #define WHY_LEN 96
@@ -405,8 +427,8 @@ static int apply(struct config *cfg, const struct config_key *k, const char *v, 
                 set_str(str_field(cfg, k), v);
                 return 0;
             }
-        *why = k->choices == formats ? "expected wav, flac, ogg, opus or mp3"
-                                     : "expected espeak or http";
+        enum_choices(k->choices, whybuf, WHY_LEN);
+        *why = whybuf;
         return -1;
     case CT_ADDR: {
         struct control_addr a;
@@ -464,6 +486,11 @@ static int apply(struct config *cfg, const struct config_key *k, const char *v, 
         set_str(str_field(cfg, k), v);
         return 0;
     }
+    case CT_FILE:
+        /* Whether it can be read is checked once the whole file is parsed:
+         * a relative path is relative to the file. */
+        set_str(str_field(cfg, k), v);
+        return 0;
     case CT_HTTPURL:
         if (v[0] && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
             *why = "expected an http:// or https:// URL";
@@ -677,6 +704,35 @@ struct config *config_parse(const char *name, const char *text, size_t len,
         report(fn, ctx, "%s:%d: group: needs user to be set too", name, seen[g]);
         errors++;
     }
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        const char *set = cfg->tls_cert[0] ? "tls_cert" : "tls_key";
+        size_t i = (size_t)(find_key("broker", set) - keys);
+        report(fn, ctx, "%s:%d: %s: needs %s too", name, seen[i], set,
+               cfg->tls_cert[0] ? "tls_key" : "tls_cert");
+        errors++;
+    }
+    if (cfg->max_priority && strcmp(cfg->queue_type, "quorum") == 0) {
+        size_t i = (size_t)(find_key("broker", "max_priority") - keys);
+        report(fn, ctx,
+               "%s:%d: max_priority: quorum queues take no x-max-priority (RabbitMQ 4 gives "
+               "them two priorities of their own); use queue_type = classic for priorities",
+               name, seen[i]);
+        errors++;
+    }
+    for (size_t i = 0; i < NKEYS; i++) {
+        const char *v = keys[i].type == CT_FILE ? *str_field(cfg, &keys[i]) : "";
+        if (!v[0])
+            continue;
+        const char *slash = strrchr(name, '/');
+        char *path = v[0] == '/' || !slash ? xstrdup(v)
+                                           : xasprintf("%.*s/%s", (int)(slash - name), name, v);
+        if (access(path, R_OK) < 0) {
+            report(fn, ctx, "%s:%d: %s: cannot read %s: %s", name, seen[i], keys[i].name, path,
+                   strerror(errno));
+            errors++;
+        }
+        free(path);
+    }
 
     if (errors) {
         config_free(cfg);
@@ -749,6 +805,9 @@ struct config *config_load(const char *path, config_report_fn fn, void *ctx)
         resolve_relative(&cfg->pidfile, dir);
         resolve_relative(&cfg->log_file, dir);
         resolve_relative(&cfg->output_dir, dir);
+        for (size_t i = 0; i < NKEYS; i++)
+            if (keys[i].type == CT_FILE)
+                resolve_relative(str_field(cfg, &keys[i]), dir);
         free(dir);
     }
     return cfg;

@@ -43,6 +43,12 @@ struct config {
     int heartbeat;
     int max_attempts;
     char *results_exchange;
+    char *queue_type;   /* classic or quorum */
+    int max_priority;   /* 0: no x-max-priority */
+    char *tls_ca;       /* "" = the system's CA store */
+    char *tls_cert;
+    char *tls_key;
+    int tls_verify;
     /* [speech] */
     char *engine;
     char *voice;
@@ -74,7 +80,7 @@ struct config {
 
 enum config_type { CT_STRING, CT_INT, CT_BOOL, CT_ENUM, CT_ADDR, CT_LOGLEVEL, CT_URL, CT_QUEUES,
                    CT_APP, CT_USER, CT_GROUP, CT_PATH, CT_HTTPURL, CT_EXCHANGE,
-                   CT_NETS };
+                   CT_NETS, CT_FILE };
 
 struct config_key {
     const char *section;

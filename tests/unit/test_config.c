@@ -168,6 +168,41 @@ static void test_single_errors(void **state)
                      "t.conf:2: results_exchange: exchange names are 1..255 of [A-Za-z0-9._-:], not amq.*");
     expect_one_error("[broker]\nqueues = amq.direct\n",
                      "t.conf:2: queues: queue names are 1..255 of [A-Za-z0-9._-:], not amq.*");
+    expect_one_error("[broker]\nqueue_type = stream\n",
+                     "t.conf:2: queue_type: expected classic or quorum");
+    expect_one_error("[broker]\nmax_priority = 256\n",
+                     "t.conf:2: max_priority: out of range (0..255)");
+    expect_one_error("[broker]\nqueue_type = quorum\nmax_priority = 10\n",
+                     "t.conf:3: max_priority: quorum queues take no x-max-priority (RabbitMQ 4 "
+                     "gives them two priorities of their own); use queue_type = classic for "
+                     "priorities");
+    expect_one_error("[broker]\n\ntls_cert = /etc/hostname\n",
+                     "t.conf:3: tls_cert: needs tls_key too");
+    expect_one_error("[broker]\ntls_ca = /nonexistent/ca.pem\n",
+                     "t.conf:2: tls_ca: cannot read /nonexistent/ca.pem: No such file or directory");
+    expect_one_error("[broker]\ntls_verify = maybe\n", "t.conf:2: tls_verify: expected yes or no");
+}
+
+static void test_tls_and_queue_keys(void **state)
+{
+    (void)state;
+    struct msgs m;
+    struct config *c = parse("[broker]\nurl = amqps://u:p@broker.example:5671/v\n"
+                             "queue_type = quorum\ntls_ca = /etc/hostname\n"
+                             "tls_cert = /etc/hostname\ntls_key = /etc/hostname\n"
+                             "tls_verify = no\n", &m);
+    assert_non_null(c);
+    assert_string_equal(c->queue_type, "quorum");
+    assert_int_equal(c->max_priority, 0);
+    assert_string_equal(c->tls_ca, "/etc/hostname");
+    assert_int_equal(c->tls_verify, 0);
+    config_free(c);
+    c = parse("[broker]\nmax_priority = 10\n", &m);
+    assert_non_null(c);
+    assert_string_equal(c->queue_type, "classic");
+    assert_int_equal(c->max_priority, 10);
+    assert_int_equal(c->tls_verify, 1);
+    config_free(c);
 }
 
 static void test_addr(void **state)
@@ -250,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_every_error_reported),
         cmocka_unit_test(test_single_errors),
         cmocka_unit_test(test_addr),
+        cmocka_unit_test(test_tls_and_queue_keys),
         cmocka_unit_test(test_override_and_values),
         cmocka_unit_test(test_docs_cover_table),
     };
