@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 # pipeline (AMQP, synthesis, encoding) is a shared object each worker loads
 # after fork, so the master never maps espeak-ng or the codecs.
 PKGS      := libevent jansson
-PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libcrypto
+PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libssl libcrypto
 # HTTP support (libcurl, libxml2) is a second shared object, loaded by a worker
 # only when a job needs it.
 HTTP_PKGS := libevent jansson libcurl libxml-2.0
@@ -68,12 +68,12 @@ TEST_TOOLS := $(BUILD)/tests/sfinfo $(BUILD)/tests/keepstderr.so
 
 BIN := $(BUILD)/c2a-worker
 CTL := $(BUILD)/c2actl
-CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libcurl)
+CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libssl libcrypto libcurl)
 
 .PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin tools
 all: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
 
-$(CTL): $(BUILD)/ctl/c2actl.o $(COMMON_OBJ)
+$(CTL): $(BUILD)/ctl/c2actl.o $(BUILD)/worker/amqp_open.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
 # -rdynamic: the pipeline calls the binary's log and scoreboard functions.

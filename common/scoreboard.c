@@ -77,6 +77,8 @@ int scoreboard_acquire(struct scoreboard *sb)
         atomic_store(&s->engine_timeouts, 0);
         s->current_job[0] = '\0';
         atomic_store(&s->seq, 0);
+        s->broker_error[0] = '\0';
+        atomic_store(&s->err_seq, 0);
         memset(&s->job_seconds, 0, sizeof(s->job_seconds));
         memset(&s->audio_seconds, 0, sizeof(s->audio_seconds));
         atomic_store(&s->state, WS_BOOTING);
@@ -97,32 +99,55 @@ const char *worker_state_name(enum worker_state st)
     return (unsigned)st < ARRAY_LEN(names) ? names[st] : "unknown";
 }
 
+/* One writer per text field; readers retry while a write is under way. */
+static void seq_write(atomic_uint *seq, char *dst, size_t size, const char *text)
+{
+    unsigned n = atomic_load_explicit(seq, memory_order_relaxed);
+    atomic_store_explicit(seq, n + 1, memory_order_release);
+    atomic_thread_fence(memory_order_release);
+    strlcpy_c2a(dst, text, size);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(seq, n + 2, memory_order_release);
+}
+
+static void seq_read(atomic_uint *seq, const char *src, size_t size, char *buf, size_t len)
+{
+    char tmp[SCOREBOARD_ERR_LEN > SCOREBOARD_JOB_LEN ? SCOREBOARD_ERR_LEN : SCOREBOARD_JOB_LEN];
+    if (size > sizeof(tmp))
+        size = sizeof(tmp);
+    for (int tries = 0; tries < 1000; tries++) {
+        unsigned a = atomic_load_explicit(seq, memory_order_acquire);
+        if (a & 1)
+            continue;
+        atomic_thread_fence(memory_order_acquire);
+        memcpy(tmp, src, size);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(seq, memory_order_acquire) != a)
+            continue;
+        tmp[size - 1] = '\0';
+        strlcpy_c2a(buf, tmp, len);
+        return;
+    }
+    strlcpy_c2a(buf, "", len); /* a writer that never settles: show nothing */
+}
+
 void slot_set_job(struct sb_slot *slot, const char *id)
 {
-    unsigned seq = atomic_load_explicit(&slot->seq, memory_order_relaxed);
-    atomic_store_explicit(&slot->seq, seq + 1, memory_order_release);
-    atomic_thread_fence(memory_order_release);
-    strlcpy_c2a(slot->current_job, id ? id : "", sizeof(slot->current_job));
-    atomic_thread_fence(memory_order_release);
-    atomic_store_explicit(&slot->seq, seq + 2, memory_order_release);
+    seq_write(&slot->seq, slot->current_job, sizeof(slot->current_job), id ? id : "");
     atomic_store(&slot->job_started_mono_ms, id ? now_mono_ms() : 0);
 }
 
 void slot_get_job(struct sb_slot *slot, char *buf, size_t len)
 {
-    for (int tries = 0; tries < 1000; tries++) {
-        unsigned a = atomic_load_explicit(&slot->seq, memory_order_acquire);
-        if (a & 1)
-            continue;
-        atomic_thread_fence(memory_order_acquire);
-        char tmp[SCOREBOARD_JOB_LEN];
-        memcpy(tmp, slot->current_job, sizeof(tmp));
-        atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&slot->seq, memory_order_acquire) != a)
-            continue;
-        tmp[sizeof(tmp) - 1] = '\0';
-        strlcpy_c2a(buf, tmp, len);
-        return;
-    }
-    strlcpy_c2a(buf, "", len); /* a writer that never settles: show nothing */
+    seq_read(&slot->seq, slot->current_job, sizeof(slot->current_job), buf, len);
+}
+
+void slot_set_broker_error(struct sb_slot *slot, const char *text)
+{
+    seq_write(&slot->err_seq, slot->broker_error, sizeof(slot->broker_error), text ? text : "");
+}
+
+void slot_get_broker_error(struct sb_slot *slot, char *buf, size_t len)
+{
+    seq_read(&slot->err_seq, slot->broker_error, sizeof(slot->broker_error), buf, len);
 }

@@ -19,6 +19,7 @@
 /* Room for a full pool plus a full replacement pool during a reload. */
 #define SCOREBOARD_SLOTS 512
 #define SCOREBOARD_JOB_LEN 128
+#define SCOREBOARD_ERR_LEN 512
 
 enum worker_state { WS_FREE = 0, WS_BOOTING, WS_IDLE, WS_BUSY, WS_PAUSED, WS_STOPPING };
 
@@ -59,6 +60,10 @@ struct sb_slot {
     atomic_uint_least64_t engine_timeouts; /* ... killed because a job ran past job_timeout */
     atomic_uint seq; /* odd while current_job is being written */
     char current_job[SCOREBOARD_JOB_LEN];
+    atomic_uint err_seq; /* the same for broker_error */
+    /* Why the worker is not connected to a broker ("" when it is): the last
+     * connect, TLS, login or queue declaration failure. */
+    char broker_error[SCOREBOARD_ERR_LEN];
     struct sb_hist_job job_seconds;
     struct sb_hist_audio audio_seconds;
 };
@@ -92,5 +97,8 @@ void slot_observe_job(struct sb_slot *slot, uint64_t elapsed_us, uint64_t audio_
 void slot_set_job(struct sb_slot *slot, const char *id);
 /* Reader side (any process): copy the current job id into buf ("" when none). */
 void slot_get_job(struct sb_slot *slot, char *buf, size_t len);
+/* The same for the worker's broker error. */
+void slot_set_broker_error(struct sb_slot *slot, const char *text);
+void slot_get_broker_error(struct sb_slot *slot, char *buf, size_t len);
 
 #endif

@@ -6,9 +6,10 @@
  */
 #include "../common/config.h"
 #include "../common/util.h"
+#include "../worker/amqp_open.h"
 
 #include <amqp.h>
-#include <amqp_tcp_socket.h>
+#include <amqp_framing.h>
 #include <curl/curl.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -18,6 +19,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#define CH_RESULTS 1
+#define CH_PUBLISH 2
+#define CONFIRM_TIMEOUT_S 10
 
 struct opts {
     const char *config;
@@ -249,10 +254,30 @@ static int amqp_failed(amqp_rpc_reply_t r, const char *what)
 {
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
-    fprintf(stderr, "c2actl: %s: %s\n", what,
-            r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION ? amqp_error_string2(r.library_error)
-                                                            : "refused by the broker");
+    char buf[256];
+    fprintf(stderr, "c2actl: %s: %s\n", what, amqp_reply_text(r, buf, sizeof(buf)));
     return 1;
+}
+
+/* The first broker of the list (--url, else the configuration's failover list)
+ * that takes us, as the workers would. */
+static amqp_connection_state_t open_broker(const struct opts *o, const struct config *cfg)
+{
+    char name[300];
+    snprintf(name, sizeof(name), "c2actl@%s:%d", amqp_host_name(), (int)getpid());
+    struct amqp_open_opts oo = {name, 0, 5};
+    int n = o->url ? 1 : cfg->n_urls;
+    for (int i = 0; i < n; i++) {
+        const char *url = o->url ? o->url : cfg->urls[i];
+        char err[AMQP_ERR_LEN];
+        amqp_connection_state_t conn = amqp_open_url(cfg, url, &oo, err, sizeof(err));
+        if (conn)
+            return conn;
+        char *masked = config_mask_url(url);
+        fprintf(stderr, "c2actl: %s: %s\n", masked, err);
+        free(masked);
+    }
+    return NULL;
 }
 
 static void print_result(const struct opts *o, json_t *res)
@@ -280,6 +305,76 @@ static void print_result(const struct opts *o, json_t *res)
                 json_string_value(json_object_get(e, "code")),
                 json_string_value(json_object_get(e, "message")));
     }
+}
+
+/* After the publish: the broker's confirm (or its return of an unroutable job),
+ * then with --wait the result. Returns the exit status. */
+static int await(amqp_connection_state_t conn, const struct opts *o, const char *id,
+                 const char *queue)
+{
+    int confirmed = 0, returned = 0;
+    json_t *res = NULL;
+    time_t deadline = time(NULL) + (o->wait ? o->timeout : CONFIRM_TIMEOUT_S);
+    while (!confirmed || (o->wait && !res && !returned)) {
+        time_t left = deadline - time(NULL);
+        if (left <= 0) {
+            if (!confirmed)
+                fprintf(stderr, "c2actl: %s: the broker did not confirm the job\n", id);
+            else
+                fprintf(stderr, "c2actl: %s: no result within %d s (is a worker consuming %s?)\n",
+                        id, o->timeout, queue);
+            return confirmed ? 3 : 1;
+        }
+        struct timeval wait = {left, 0};
+        amqp_frame_t f;
+        amqp_maybe_release_buffers(conn);
+        int st = amqp_simple_wait_frame_noblock(conn, &f, &wait);
+        if (st == AMQP_STATUS_TIMEOUT)
+            continue;
+        if (st != AMQP_STATUS_OK) {
+            fprintf(stderr, "c2actl: %s: %s\n", id, amqp_error_string2(st));
+            return 1;
+        }
+        if (f.frame_type != AMQP_FRAME_METHOD)
+            continue;
+        amqp_method_number_t m = f.payload.method.id;
+        if (m == AMQP_BASIC_ACK_METHOD) {
+            confirmed = 1;
+        } else if (m == AMQP_BASIC_NACK_METHOD) {
+            fprintf(stderr, "c2actl: %s: the broker refused the job (nack)\n", id);
+            return 1;
+        } else if (m == AMQP_BASIC_RETURN_METHOD || m == AMQP_BASIC_DELIVER_METHOD) {
+            amqp_message_t msg;
+            if (amqp_failed(amqp_read_message(conn, f.channel, &msg, 0), "reading a message"))
+                return 1;
+            const amqp_bytes_t *c = &msg.properties.correlation_id;
+            if (m == AMQP_BASIC_RETURN_METHOD)
+                returned = 1;
+            else if (!res && c->len == strlen(id) && memcmp(c->bytes, id, c->len) == 0)
+                res = json_loadb(msg.body.bytes, msg.body.len, 0, NULL);
+            amqp_destroy_message(&msg);
+        } else if (m == AMQP_CHANNEL_CLOSE_METHOD || m == AMQP_CONNECTION_CLOSE_METHOD) {
+            amqp_channel_close_t *cl = f.payload.method.decoded; /* same leading fields */
+            fprintf(stderr, "c2actl: %s: closed by the broker: %u %.*s\n", id, cl->reply_code,
+                    (int)cl->reply_text.len, (char *)cl->reply_text.bytes);
+            return 1;
+        }
+    }
+    if (returned) {
+        fprintf(stderr, "c2actl: %s: no queue named %s: the broker returned the job\n", id,
+                queue);
+        json_decref(res);
+        return 1;
+    }
+    if (!o->wait) {
+        printf("%s\n", id);
+        return 0;
+    }
+    print_result(o, res);
+    const char *st = json_string_value(json_object_get(res, "status"));
+    int rc = st && strcmp(st, "ok") == 0 ? 0 : 1;
+    json_decref(res);
+    return rc;
 }
 
 static int cmd_submit(const struct opts *o, const struct config *cfg)
@@ -331,39 +426,31 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
     char *body = json_dumps(job, JSON_COMPACT);
     json_decref(job);
 
-    const char *url = o->url ? o->url : cfg->urls[0];
     const char *queue = o->queue ? o->queue : cfg->queues[0];
-    struct amqp_connection_info ci;
-    char *urlcopy = xstrdup(url);
     int rc = 1;
     amqp_bytes_t reply_q = amqp_empty_bytes;
-    amqp_connection_state_t conn = amqp_new_connection();
-    if (amqp_parse_url(urlcopy, &ci) != AMQP_STATUS_OK) {
-        fprintf(stderr, "c2actl: %s: not an AMQP URL\n", url);
+    amqp_connection_state_t conn = open_broker(o, cfg);
+    if (!conn)
         goto out;
-    }
-    amqp_socket_t *sock = amqp_tcp_socket_new(conn);
-    struct timeval tv = {5, 0};
-    int s = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv);
-    if (s != AMQP_STATUS_OK) {
-        fprintf(stderr, "c2actl: %s:%d: %s\n", ci.host, ci.port, amqp_error_string2(s));
-        goto out;
-    }
-    amqp_set_rpc_timeout(conn, &tv);
-    if (amqp_failed(amqp_login(conn, ci.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, ci.user,
-                               ci.password),
-                    "login"))
-        goto out;
-    amqp_channel_open(conn, 1);
+    /* Results come on channel 1, the job goes out on channel 2 in confirm mode:
+     * a result may come before the confirm of a job a worker was quick with. */
+    amqp_channel_open(conn, CH_RESULTS);
     if (amqp_failed(amqp_get_rpc_reply(conn), "channel.open"))
+        goto out;
+    amqp_channel_open(conn, CH_PUBLISH);
+    if (amqp_failed(amqp_get_rpc_reply(conn), "channel.open"))
+        goto out;
+    amqp_confirm_select(conn, CH_PUBLISH);
+    if (amqp_failed(amqp_get_rpc_reply(conn), "confirm.select"))
         goto out;
     if (o->wait) {
         amqp_queue_declare_ok_t *ok =
-            amqp_queue_declare(conn, 1, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
+            amqp_queue_declare(conn, CH_RESULTS, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
         if (amqp_failed(amqp_get_rpc_reply(conn), "declaring the reply queue"))
             goto out;
         reply_q = amqp_bytes_malloc_dup(ok->queue);
-        amqp_basic_consume(conn, 1, reply_q, amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
+        amqp_basic_consume(conn, CH_RESULTS, reply_q, amqp_empty_bytes, 0, 1, 1,
+                           amqp_empty_table);
         if (amqp_failed(amqp_get_rpc_reply(conn), "basic.consume"))
             goto out;
     }
@@ -378,67 +465,20 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
         props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
         props.reply_to = reply_q;
     }
-    if (amqp_basic_publish(conn, 1, amqp_empty_bytes, amqp_cstring_bytes(queue), 1, 0, &props,
-                           amqp_cstring_bytes(body)) != AMQP_STATUS_OK) {
+    /* mandatory: a queue name nobody declared returns the job instead of
+     * dropping it. */
+    if (amqp_basic_publish(conn, CH_PUBLISH, amqp_empty_bytes, amqp_cstring_bytes(queue), 1, 0,
+                           &props, amqp_cstring_bytes(body)) != AMQP_STATUS_OK) {
         fprintf(stderr, "c2actl: publish failed\n");
         goto out;
     }
-    if (!o->wait) {
-        printf("%s\n", id);
-        rc = 0;
-        goto out;
-    }
-    time_t deadline = time(NULL) + o->timeout;
-    for (;;) {
-        time_t left = deadline - time(NULL);
-        if (left <= 0) {
-            fprintf(stderr, "c2actl: %s: no result within %d s (is a worker consuming %s?)\n",
-                    id, o->timeout, queue);
-            rc = 3;
-            break;
-        }
-        struct timeval wait = {left, 0};
-        amqp_envelope_t env;
-        amqp_maybe_release_buffers(conn);
-        amqp_rpc_reply_t r = amqp_consume_message(conn, &env, &wait, 0);
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_TIMEOUT)
-            continue;
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-            r.library_error == AMQP_STATUS_UNEXPECTED_STATE) {
-            /* Not a delivery: a basic.return means no queue took the job. */
-            amqp_frame_t f;
-            if (amqp_simple_wait_frame(conn, &f) == AMQP_STATUS_OK &&
-                f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_RETURN_METHOD) {
-                amqp_message_t m;
-                if (amqp_read_message(conn, f.channel, &m, 0).reply_type == AMQP_RESPONSE_NORMAL)
-                    amqp_destroy_message(&m);
-                fprintf(stderr, "c2actl: no queue named %s: the job was returned\n", queue);
-                break;
-            }
-            continue;
-        }
-        if (amqp_failed(r, "waiting for the result"))
-            break;
-        json_t *res = json_loadb(env.message.body.bytes, env.message.body.len, 0, NULL);
-        int mine = env.message.properties.correlation_id.len == strlen(id) &&
-                   memcmp(env.message.properties.correlation_id.bytes, id, strlen(id)) == 0;
-        amqp_destroy_envelope(&env);
-        if (!res || !mine) {
-            json_decref(res);
-            continue;
-        }
-        print_result(o, res);
-        const char *st = json_string_value(json_object_get(res, "status"));
-        rc = st && strcmp(st, "ok") == 0 ? 0 : 1;
-        json_decref(res);
-        break;
-    }
+    rc = await(conn, o, id, queue);
 out:
     amqp_bytes_free(reply_q);
-    amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
-    amqp_destroy_connection(conn);
-    free(urlcopy);
+    if (conn) {
+        amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+        amqp_destroy_connection(conn);
+    }
     free(body);
     return rc;
 }

@@ -244,6 +244,7 @@ static void handle_healthz(struct control *c, struct evhttp_request *req)
 {
     struct master *m = c->m;
     int consuming = 0, alive = 0, connected = 0;
+    char berr[SCOREBOARD_ERR_LEN] = "", down[SCOREBOARD_ERR_LEN + 64];
     for (int i = 0; i < m->nchildren; i++) {
         struct sb_slot *s = scoreboard_slot(m->sb, m->children[i].slot);
         int st = atomic_load(&s->state);
@@ -251,7 +252,15 @@ static void handle_healthz(struct control *c, struct evhttp_request *req)
         alive += st == WS_IDLE || st == WS_BUSY || st == WS_PAUSED;
         connected |= up;
         consuming += (st == WS_IDLE || st == WS_BUSY) && up;
+        if (!berr[0])
+            slot_get_broker_error(s, berr, sizeof(berr));
     }
+    /* The workers' own reason when they have one: a queue declared with other
+     * arguments or a refused certificate is not "broker down". */
+    if (berr[0])
+        snprintf(down, sizeof(down), "no worker is connected: %s", berr);
+    else
+        snprintf(down, sizeof(down), "broker down: no worker is connected");
     const char *reason = NULL;
     if (m->state != MS_RUNNING)
         reason = "stopping";
@@ -260,7 +269,7 @@ static void handle_healthz(struct control *c, struct evhttp_request *req)
     else if (!alive)
         reason = m->boot_failures ? "no worker alive: workers fail to boot" : "no worker alive";
     else if (!connected)
-        reason = "broker down: no worker is connected";
+        reason = down;
     else if (!consuming)
         reason = "no worker is consuming";
     if (reason)

@@ -86,6 +86,9 @@ json_t *status_build(struct master *m, int full)
                             job_start ? json_integer(now_mono - job_start) : json_null());
         json_object_set_new(w, "jobs_in_hand", json_integer(atomic_load(&s->jobs_in_hand)));
         json_object_set_new(w, "transfers", json_integer(atomic_load(&s->transfers)));
+        char berr[SCOREBOARD_ERR_LEN];
+        slot_get_broker_error(s, berr, sizeof(berr));
+        json_object_set_new(w, "broker_error", berr[0] ? json_string(berr) : json_null());
         int engine_pid = atomic_load(&s->engine_pid);
         json_object_set_new(w, "engine_pid", engine_pid ? json_integer(engine_pid) : json_null());
         json_object_set_new(w, "engine_rss_kb",

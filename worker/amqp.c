@@ -1,4 +1,5 @@
 #include "amqp.h"
+#include "amqp_open.h"
 #include "confirms.h"
 #include "../common/backoff.h"
 #include "../common/log.h"
@@ -6,12 +7,12 @@
 
 #include <amqp.h>
 #include <amqp_framing.h>
-#include <amqp_tcp_socket.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #define CH_CONSUME 1
 #define CH_PUBLISH 2
@@ -39,6 +40,7 @@ struct amqp_link {
     struct event *read_ev;
     struct event *tick;
     struct event *reconnect;
+    char url_error[CONFIG_MAX_URLS][AMQP_ERR_LEN]; /* last failure per URL, logged once */
 };
 
 static void schedule_reconnect(struct amqp_link *l);
@@ -72,40 +74,23 @@ static void copy_bytes(char *dst, size_t len, amqp_bytes_t b)
     dst[n] = '\0';
 }
 
-/* A failed RPC reply as text, for the log. */
-static const char *reply_text(amqp_rpc_reply_t r, char *buf, size_t len)
-{
-    switch (r.reply_type) {
-    case AMQP_RESPONSE_NORMAL:
-        return "ok";
-    case AMQP_RESPONSE_NONE:
-        return "missing reply";
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        return amqp_error_string2(r.library_error);
-    case AMQP_RESPONSE_SERVER_EXCEPTION:
-        if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            amqp_connection_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "connection closed: %u %.*s", m->reply_code,
-                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
-        } else if (r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
-            amqp_channel_close_t *m = r.reply.decoded;
-            snprintf(buf, len, "channel closed: %u %.*s", m->reply_code,
-                     (int)m->reply_text.len, (char *)m->reply_text.bytes);
-        } else {
-            snprintf(buf, len, "server error, method 0x%08x", r.reply.id);
-        }
-        return buf;
-    }
-    return "unknown";
-}
-
-static int check(struct amqp_link *l, const char *what)
+/* The outcome of the last RPC; on failure its text, prefixed with what was
+ * asked, goes to err. */
+static int check(struct amqp_link *l, const char *what, char *err, size_t errlen)
 {
     amqp_rpc_reply_t r = amqp_get_rpc_reply(l->conn);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
     char buf[256];
-    log_error("amqp: %s: %s", what, reply_text(r, buf, sizeof(buf)));
+    const char *text = amqp_reply_text(r, buf, sizeof(buf));
+    if (amqp_reply_is_precondition(r)) {
+        /* "channel closed: 406 PRECONDITION_FAILED - inequivalent arg ..." */
+        const char *why = strstr(text, "406 ");
+        snprintf(err, errlen, "%s exists with other arguments: %s; delete it or set [broker] "
+                 "queue_type and max_priority to match", what, why ? why : text);
+    } else {
+        snprintf(err, errlen, "%s: %s", what, text);
+    }
     return -1;
 }
 
@@ -138,55 +123,79 @@ static void drop_connection(struct amqp_link *l, const char *why, int goodbye)
         l->cb.connection(l->arg, 0);
 }
 
-static int declare_queue(struct amqp_link *l, const char *name, amqp_table_t args)
+static void arg_str(amqp_table_entry_t *e, const char *key, const char *value)
 {
-    amqp_queue_declare(l->conn, CH_CONSUME, bytes(name), 0, 1, 0, 0, args);
+    e->key = amqp_cstring_bytes(key);
+    e->value.kind = AMQP_FIELD_KIND_UTF8;
+    e->value.value.bytes = amqp_cstring_bytes(value);
+}
+
+static void arg_int(amqp_table_entry_t *e, const char *key, int value)
+{
+    e->key = amqp_cstring_bytes(key);
+    e->value.kind = AMQP_FIELD_KIND_I32;
+    e->value.value.i32 = value;
+}
+
+static int declare_queue(struct amqp_link *l, const char *name, amqp_table_entry_t *args,
+                         int nargs, char *err, size_t errlen)
+{
+    amqp_queue_declare(l->conn, CH_CONSUME, bytes(name), 0, 1, 0, 0,
+                       (amqp_table_t){nargs, nargs ? args : NULL});
     char what[300];
-    snprintf(what, sizeof(what), "declaring queue %s", name);
-    return check(l, what);
+    snprintf(what, sizeof(what), "queue %s", name);
+    return check(l, what, err, errlen);
 }
 
 /* Work queues, their dead-letter queues, and one delay queue per retry delay
  * whose messages expire back into the work queue (per-message TTL only expires
- * at the head of a queue, hence one queue per delay). */
-static int declare_topology(struct amqp_link *l)
+ * at the head of a queue, hence one queue per delay). Quorum delay queues
+ * dead-letter at least once: an at-most-once expiry that a node failure
+ * interrupts would lose the job (RabbitMQ >= 3.10 needs reject-publish for it). */
+static int declare_topology(struct amqp_link *l, char *err, size_t errlen)
 {
-    const char *ex = l->cfg->results_exchange;
+    const struct config *cfg = l->cfg;
+    int quorum = strcmp(cfg->queue_type, "quorum") == 0;
+    const char *ex = cfg->results_exchange;
     if (ex[0]) {
         amqp_exchange_declare(l->conn, CH_CONSUME, bytes(ex), bytes("topic"), 0, 1, 0, 0,
                               amqp_empty_table);
         char what[300];
-        snprintf(what, sizeof(what), "declaring exchange %s", ex);
-        if (check(l, what) < 0)
+        snprintf(what, sizeof(what), "exchange %s", ex);
+        if (check(l, what, err, errlen) < 0)
             return -1;
     }
-    for (int i = 0; i < l->cfg->n_queues; i++) {
-        const char *q = l->cfg->queues[i];
+    for (int i = 0; i < cfg->n_queues; i++) {
+        const char *q = cfg->queues[i];
         char name[AMQP_SHORTSTR];
-        if (declare_queue(l, q, amqp_empty_table) < 0)
+        amqp_table_entry_t a[6];
+        int n = 0;
+        if (quorum)
+            arg_str(&a[n++], "x-queue-type", "quorum");
+        if (cfg->max_priority)
+            arg_int(&a[n++], "x-max-priority", cfg->max_priority);
+        if (declare_queue(l, q, a, n, err, errlen) < 0)
             return -1;
         amqp_dead_queue(q, name, sizeof(name));
-        if (declare_queue(l, name, amqp_empty_table) < 0)
+        if (declare_queue(l, name, a, quorum, err, errlen) < 0)
             return -1;
         int last = -1;
-        for (int a = 1; a < l->cfg->max_attempts; a++) {
-            int delay = amqp_retry_delay_ms(a);
+        for (int at = 1; at < cfg->max_attempts; at++) {
+            int delay = amqp_retry_delay_ms(at);
             if (delay == last)
                 break;
             last = delay;
-            amqp_table_entry_t e[3];
-            e[0].key = amqp_cstring_bytes("x-message-ttl");
-            e[0].value.kind = AMQP_FIELD_KIND_I32;
-            e[0].value.value.i32 = delay;
-            e[1].key = amqp_cstring_bytes("x-dead-letter-exchange");
-            e[1].value.kind = AMQP_FIELD_KIND_UTF8;
-            e[1].value.value.bytes = amqp_cstring_bytes("");
-            e[2].key = amqp_cstring_bytes("x-dead-letter-routing-key");
-            e[2].value.kind = AMQP_FIELD_KIND_UTF8;
-            e[2].value.value.bytes = amqp_cstring_bytes(q);
-            amqp_table_t args = {3, e};
+            n = 0;
+            arg_int(&a[n++], "x-message-ttl", delay);
+            arg_str(&a[n++], "x-dead-letter-exchange", "");
+            arg_str(&a[n++], "x-dead-letter-routing-key", q);
+            if (quorum) {
+                arg_str(&a[n++], "x-queue-type", "quorum");
+                arg_str(&a[n++], "x-dead-letter-strategy", "at-least-once");
+                arg_str(&a[n++], "x-overflow", "reject-publish");
+            }
             amqp_retry_queue(q, delay, name, sizeof(name));
-            if (declare_queue(l, name, args) < 0)
+            if (declare_queue(l, name, a, n, err, errlen) < 0)
                 return -1;
         }
     }
@@ -200,8 +209,9 @@ static void start_consuming(struct amqp_link *l)
     for (int i = 0; i < l->cfg->n_queues; i++) {
         const char *q = l->cfg->queues[i];
         amqp_basic_consume(l->conn, CH_CONSUME, bytes(q), bytes(q), 0, 0, 0, amqp_empty_table);
-        if (check(l, "basic.consume") < 0) {
-            drop_connection(l, "consume failed", 0);
+        char err[AMQP_ERR_LEN];
+        if (check(l, "basic.consume", err, sizeof(err)) < 0) {
+            drop_connection(l, err, 0);
             schedule_reconnect(l);
             return;
         }
@@ -229,78 +239,50 @@ void amqp_link_consume(struct amqp_link *l, int on)
         stop_consuming(l);
 }
 
-static int connect_url(struct amqp_link *l, const char *url)
+static int connect_url(struct amqp_link *l, const char *url, char *err, size_t errlen)
 {
-    struct amqp_connection_info ci;
-    char *copy = xstrdup(url);
-    if (amqp_parse_url(copy, &ci) != AMQP_STATUS_OK) {
-        free(copy);
+    char name[300];
+    snprintf(name, sizeof(name), "c2a-worker@%s:%d", amqp_host_name(), (int)getpid());
+    struct amqp_open_opts o = {name, l->cfg->heartbeat, CONNECT_TIMEOUT_S};
+    l->conn = amqp_open_url(l->cfg, url, &o, err, errlen);
+    if (!l->conn)
         return -1;
-    }
-    l->conn = amqp_new_connection();
-    amqp_socket_t *sock = ci.ssl ? NULL : amqp_tcp_socket_new(l->conn);
-    if (!sock) {
-        log_error("amqp: %s: TLS is not supported by this build", ci.host);
-        goto fail;
-    }
-    struct timeval tv = {CONNECT_TIMEOUT_S, 0};
-    int rc = amqp_socket_open_noblock(sock, ci.host, ci.port, &tv);
-    if (rc != AMQP_STATUS_OK) {
-        log_warn("amqp: connect %s:%d: %s", ci.host, ci.port, amqp_error_string2(rc));
-        goto fail;
-    }
     struct timeval rpc = {RPC_TIMEOUT_S, 0};
-    amqp_set_handshake_timeout(l->conn, &rpc);
     amqp_set_rpc_timeout(l->conn, &rpc);
-
-    /* The library advertises no capabilities itself; without consumer_cancel_notify
-     * a deleted queue would leave the consumer silently dead. */
-    static const char *const caps[] = {"consumer_cancel_notify", "connection.blocked",
-                                       "basic.nack", "publisher_confirms"};
-    amqp_table_entry_t cap[4];
-    for (int i = 0; i < 4; i++) {
-        cap[i].key = amqp_cstring_bytes(caps[i]);
-        cap[i].value.kind = AMQP_FIELD_KIND_BOOLEAN;
-        cap[i].value.value.boolean = 1;
-    }
-    amqp_table_entry_t props[2];
-    props[0].key = amqp_cstring_bytes("capabilities");
-    props[0].value.kind = AMQP_FIELD_KIND_TABLE;
-    props[0].value.value.table = (amqp_table_t){4, cap};
-    props[1].key = amqp_cstring_bytes("product");
-    props[1].value.kind = AMQP_FIELD_KIND_UTF8;
-    props[1].value.value.bytes = amqp_cstring_bytes("c2a-worker " C2A_VERSION);
-    amqp_table_t client_props = {2, props};
-    amqp_rpc_reply_t r = amqp_login_with_properties(
-        l->conn, ci.vhost, 0, 131072, l->cfg->heartbeat, &client_props, AMQP_SASL_METHOD_PLAIN,
-        ci.user, ci.password);
-    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
-        char buf[256];
-        log_warn("amqp: login to %s:%d: %s", ci.host, ci.port, reply_text(r, buf, sizeof(buf)));
-        goto fail;
-    }
     amqp_channel_open(l->conn, CH_CONSUME);
-    if (check(l, "channel.open") < 0)
+    if (check(l, "channel.open", err, errlen) < 0)
         goto fail;
     amqp_channel_open(l->conn, CH_PUBLISH);
-    if (check(l, "channel.open") < 0)
+    if (check(l, "channel.open", err, errlen) < 0)
         goto fail;
     amqp_confirm_select(l->conn, CH_PUBLISH);
-    if (check(l, "confirm.select") < 0)
+    if (check(l, "confirm.select", err, errlen) < 0)
         goto fail;
+    /* Per consumer (global = 0): quorum queues know no other kind. */
     amqp_basic_qos(l->conn, CH_CONSUME, 0, (uint16_t)l->cfg->prefetch, 0);
-    if (check(l, "basic.qos") < 0 || declare_topology(l) < 0)
+    if (check(l, "basic.qos", err, errlen) < 0 || declare_topology(l, err, errlen) < 0)
         goto fail;
-    log_info("amqp: connected to %s:%d", ci.host, ci.port);
-    free(copy);
     return 0;
 fail:
-    if (l->conn) {
-        amqp_destroy_connection(l->conn);
-        l->conn = NULL;
-    }
-    free(copy);
+    amqp_destroy_connection(l->conn);
+    l->conn = NULL;
     return -1;
+}
+
+/* A failure is logged when it differs from the last one of the same URL: a
+ * broker that refuses us for minutes says why once, not every few seconds. */
+static void report_failure(struct amqp_link *l, int i, const char *url, const char *err)
+{
+    char *masked = config_mask_url(url);
+    if (strcmp(l->url_error[i], err) != 0) {
+        log_error("amqp: %s: %s", masked, err);
+        strlcpy_c2a(l->url_error[i], err, sizeof(l->url_error[i]));
+    } else {
+        log_debug("amqp: %s: %s", masked, err);
+    }
+    free(masked);
+    if (l->cb.error)
+        l->cb.error(l->arg, err);
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -310,28 +292,41 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
     drain(arg);
 }
 
+static void connected(struct amqp_link *l, int u)
+{
+    char *masked = config_mask_url(l->cfg->urls[u]);
+    log_info("amqp: connected to %s", masked);
+    free(masked);
+    l->url_error[u][0] = '\0';
+    if (l->cb.error)
+        l->cb.error(l->arg, "");
+    l->url_index = u;
+    l->connected = 1;
+    l->failures = 0;
+    l->publish_seq = 0;
+    confirms_reset(&l->unconfirmed);
+    l->generation++;
+    l->read_ev = event_new(l->base, amqp_get_sockfd(l->conn), EV_READ | EV_PERSIST, on_readable,
+                           l);
+    event_add(l->read_ev, NULL);
+    if (l->cb.connection)
+        l->cb.connection(l->arg, 1);
+    if (l->want_consume)
+        start_consuming(l);
+    drain(l);
+}
+
 static void try_connect(struct amqp_link *l)
 {
     int n = l->cfg->n_urls;
     for (int i = 0; i < n; i++) {
-        const char *url = l->cfg->urls[(l->url_index + i) % n];
-        if (connect_url(l, url) == 0) {
-            l->url_index = (l->url_index + i) % n;
-            l->connected = 1;
-            l->failures = 0;
-            l->publish_seq = 0;
-            confirms_reset(&l->unconfirmed);
-            l->generation++;
-            l->read_ev = event_new(l->base, amqp_get_sockfd(l->conn), EV_READ | EV_PERSIST,
-                                   on_readable, l);
-            event_add(l->read_ev, NULL);
-            if (l->cb.connection)
-                l->cb.connection(l->arg, 1);
-            if (l->want_consume)
-                start_consuming(l);
-            drain(l);
+        int u = (l->url_index + i) % n;
+        char err[AMQP_ERR_LEN];
+        if (connect_url(l, l->cfg->urls[u], err, sizeof(err)) == 0) {
+            connected(l, u);
             return;
         }
+        report_failure(l, u, l->cfg->urls[u], err);
     }
     l->url_index = (l->url_index + 1) % n;
     schedule_reconnect(l);
@@ -352,7 +347,10 @@ static void schedule_reconnect(struct amqp_link *l)
         rnd = (uint32_t)now_mono_ms();
     uint32_t ms = backoff_delay_ms(l->failures, RECONNECT_BASE_MS, RECONNECT_MAX_MS, 30, rnd);
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    log_info("amqp: reconnecting in %u ms", ms);
+    if (l->failures <= 3)
+        log_info("amqp: reconnecting in %u ms", ms);
+    else
+        log_debug("amqp: reconnecting in %u ms", ms);
     evtimer_add(l->reconnect, &tv);
 }
 
@@ -392,16 +390,17 @@ static int read_delivery(struct amqp_link *l, amqp_frame_t *f)
     d->redelivered = m->redelivered;
     d->generation = l->generation;
     copy_bytes(d->queue, sizeof(d->queue), m->consumer_tag); /* consumer tag = queue */
-    amqp_message_t msg;
+    amqp_message_t *msg = xcalloc(1, sizeof(*msg));
     /* Header and body frames follow at once; reading them may wait briefly. */
-    amqp_rpc_reply_t r = amqp_read_message(l->conn, f->channel, &msg, 0);
+    amqp_rpc_reply_t r = amqp_read_message(l->conn, f->channel, msg, 0);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        free(msg);
         free(d);
         char buf[256];
-        drop_connection(l, reply_text(r, buf, sizeof(buf)), 0);
+        drop_connection(l, amqp_reply_text(r, buf, sizeof(buf)), 0);
         return -1;
     }
-    amqp_basic_properties_t *p = &msg.properties;
+    amqp_basic_properties_t *p = &msg->properties;
     if (p->_flags & AMQP_BASIC_REPLY_TO_FLAG)
         copy_bytes(d->reply_to, sizeof(d->reply_to), p->reply_to);
     if (p->_flags & AMQP_BASIC_CORRELATION_ID_FLAG)
@@ -413,12 +412,16 @@ static int read_delivery(struct amqp_link *l, amqp_frame_t *f)
         d->crashes = header_count(&p->headers, "x-c2a-crashes", AMQP_COUNT_MAX);
         d->redeliveries = header_count(&p->headers, "x-c2a-redeliveries", AMQP_COUNT_MAX);
     }
-    d->body_len = msg.body.len;
-    d->body = xmalloc(msg.body.len + 1);
-    if (msg.body.len) /* an empty body has no bytes pointer */
-        memcpy(d->body, msg.body.bytes, msg.body.len);
-    d->body[msg.body.len] = '\0';
-    amqp_destroy_message(&msg);
+    d->body_len = msg->body.len;
+    d->body = xmalloc(msg->body.len + 1);
+    if (msg->body.len) /* an empty body has no bytes pointer */
+        memcpy(d->body, msg->body.bytes, msg->body.len);
+    d->body[msg->body.len] = '\0';
+    /* The properties stay (in the message's own pool) for retries and dead
+     * letters; the body is ours now. */
+    amqp_bytes_free(msg->body);
+    msg->body = amqp_empty_bytes;
+    d->message = msg;
     l->cb.delivery(l->arg, d);
     return 0;
 }
@@ -569,29 +572,63 @@ unsigned amqp_link_generation(const struct amqp_link *l)
     return l->generation;
 }
 
-int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_t *seq)
+void amqp_delivery_free(struct amqp_delivery *d)
 {
-    if (!l->connected)
-        return -1;
-    amqp_basic_properties_t props;
-    memset(&props, 0, sizeof(props));
-    props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
-    props.delivery_mode = 2;
-    props.content_type = bytes(p->content_type ? p->content_type : "application/json");
-    if (p->correlation_id && p->correlation_id[0]) {
-        props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
-        props.correlation_id = bytes(p->correlation_id);
+    if (!d)
+        return;
+    if (d->message) {
+        amqp_destroy_message(d->message);
+        free(d->message);
     }
-    if (p->reply_to && p->reply_to[0]) {
-        props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
-        props.reply_to = bytes(p->reply_to);
+    free(d->body);
+    free(d);
+}
+
+static int is_ours(amqp_bytes_t key)
+{
+    return key.len >= 6 && memcmp(key.bytes, "x-c2a-", 6) == 0;
+}
+
+static void set_str_prop(amqp_basic_properties_t *props, amqp_flags_t flag, amqp_bytes_t *field,
+                         const char *v)
+{
+    if (v && v[0]) {
+        props->_flags |= flag;
+        *field = amqp_cstring_bytes(v);
     }
-    if (p->message_id && p->message_id[0]) {
-        props._flags |= AMQP_BASIC_MESSAGE_ID_FLAG;
-        props.message_id = bytes(p->message_id);
+}
+
+/* The properties of a publish: the original's when it has one (its headers
+ * less ours), then the fields p sets. h has room for the original's headers
+ * plus ours; the caller frees it. */
+static amqp_table_entry_t *build_props(const struct amqp_publish *p,
+                                       amqp_basic_properties_t *props)
+{
+    const amqp_message_t *orig = p->original ? p->original->message : NULL;
+    int norig = 0;
+    memset(props, 0, sizeof(*props));
+    if (orig) {
+        *props = orig->properties;
+        /* A dead letter must not vanish, and a delay queue sets its own TTL. */
+        props->_flags &= ~(amqp_flags_t)AMQP_BASIC_EXPIRATION_FLAG;
+        if (props->_flags & AMQP_BASIC_HEADERS_FLAG)
+            norig = props->headers.num_entries;
     }
-    amqp_table_entry_t h[5];
+    amqp_table_entry_t *h = xcalloc((size_t)norig + 5, sizeof(*h));
     int nh = 0;
+    for (int i = 0; i < norig; i++)
+        if (!is_ours(props->headers.entries[i].key))
+            h[nh++] = props->headers.entries[i];
+    props->_flags |= AMQP_BASIC_DELIVERY_MODE_FLAG;
+    props->delivery_mode = 2;
+    if (!(props->_flags & AMQP_BASIC_CONTENT_TYPE_FLAG) || p->content_type) {
+        props->_flags |= AMQP_BASIC_CONTENT_TYPE_FLAG;
+        props->content_type = bytes(p->content_type ? p->content_type : "application/json");
+    }
+    set_str_prop(props, AMQP_BASIC_CORRELATION_ID_FLAG, &props->correlation_id,
+                 p->correlation_id);
+    set_str_prop(props, AMQP_BASIC_REPLY_TO_FLAG, &props->reply_to, p->reply_to);
+    set_str_prop(props, AMQP_BASIC_MESSAGE_ID_FLAG, &props->message_id, p->message_id);
     const struct {
         const char *key;
         int value;
@@ -613,13 +650,24 @@ int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_
         h[nh].value.kind = AMQP_FIELD_KIND_UTF8;
         h[nh++].value.value.bytes = bytes(p->error_message);
     }
+    props->_flags &= ~(amqp_flags_t)AMQP_BASIC_HEADERS_FLAG;
     if (nh) {
-        props._flags |= AMQP_BASIC_HEADERS_FLAG;
-        props.headers = (amqp_table_t){nh, h};
+        props->_flags |= AMQP_BASIC_HEADERS_FLAG;
+        props->headers = (amqp_table_t){nh, h};
     }
+    return h;
+}
+
+int amqp_link_publish(struct amqp_link *l, const struct amqp_publish *p, uint64_t *seq)
+{
+    if (!l->connected)
+        return -1;
+    amqp_basic_properties_t props;
+    amqp_table_entry_t *h = build_props(p, &props);
     amqp_bytes_t body = {p->len, (void *)p->body};
     int rc = amqp_basic_publish(l->conn, CH_PUBLISH, bytes(p->exchange), bytes(p->routing_key),
                                 0, 0, &props, body);
+    free(h);
     if (rc != AMQP_STATUS_OK) {
         drop_connection(l, amqp_error_string2(rc), 0);
         schedule_reconnect(l);

@@ -38,15 +38,23 @@ struct amqp_delivery {
     int redeliveries;          /* x-c2a-redeliveries: times its worker or connection was lost */
     char *body;                /* owned */
     size_t body_len;
+    void *message;             /* the message's properties and headers, as received */
 };
 
 struct amqp_callbacks {
     void (*delivery)(void *arg, struct amqp_delivery *d); /* takes ownership */
     void (*confirm)(void *arg, uint64_t seq, int acked);
     void (*connection)(void *arg, int up);                /* up, or lost */
+    /* Why connecting failed ("" once connected): shown in /status and /healthz. */
+    void (*error)(void *arg, const char *text);
 };
 
 struct amqp_publish {
+    /* When set, the message keeps every property and header of this delivery
+     * (priority, timestamp, type, app_id, user headers such as traceparent,
+     * reply_to, correlation_id...), less its expiration, with our x-c2a-*
+     * headers replaced by the ones below. */
+    const struct amqp_delivery *original;
     const char *exchange;
     const char *routing_key;
     const char *correlation_id;
@@ -66,6 +74,7 @@ struct amqp_publish {
 struct amqp_link *amqp_link_open(struct event_base *base, const struct config *cfg,
                                  const struct amqp_callbacks *cb, void *arg);
 void amqp_link_free(struct amqp_link *l);
+void amqp_delivery_free(struct amqp_delivery *d);
 unsigned amqp_link_generation(const struct amqp_link *l);
 /* Publish on the confirm channel; *seq is the number the confirm will carry.
  * -1 when not connected (the caller's delivery will come back anyway). */

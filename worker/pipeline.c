@@ -1,5 +1,6 @@
 #include "pipeline.h"
 #include "amqp.h"
+#include "amqp_open.h"
 #include "content.h"
 #include "encode.h"
 #include "engine.h"
@@ -162,9 +163,7 @@ static void task_free(struct task *t)
     free(t->work.app_result.json);
     job_clear(&t->job);
     free(t->work.marks_json);
-    if (t->d)
-        free(t->d->body);
-    free(t->d);
+    amqp_delivery_free(t->d);
     free(t);
 }
 
@@ -240,9 +239,10 @@ static void settle(struct pipeline *p, struct task *t)
 static json_t *result_base(struct task *t, const char *status)
 {
     const char *id = t->job.id[0] ? t->job.id : (t->d->message_id[0] ? t->d->message_id : NULL);
-    return json_pack("{s:o,s:s,s:i,s:I,s:i}", "id", id ? json_string(id) : json_null(),
+    return json_pack("{s:o,s:s,s:i,s:I,s:s,s:i}", "id", id ? json_string(id) : json_null(),
                      "status", status, "attempts", t->attempts, "elapsed_ms",
-                     (json_int_t)((now_mono_us() - t->received_us) / 1000), "worker", (int)getpid());
+                     (json_int_t)((now_mono_us() - t->received_us) / 1000), "host",
+                     amqp_host_name(), "worker", (int)getpid());
 }
 
 /* The result goes to the message's reply_to and to the results exchange, each
@@ -280,8 +280,8 @@ static void finish_dead(struct pipeline *p, struct task *t, const char *code, co
     publish_result(p, t, doc);
     char dead[AMQP_SHORTSTR + 8];
     amqp_dead_queue(t->d->queue, dead, sizeof(dead));
-    struct amqp_publish m = {.exchange = "", .routing_key = dead,
-                             .message_id = t->d->message_id, .attempts = t->attempts,
+    struct amqp_publish m = {.original = t->d, .exchange = "", .routing_key = dead,
+                             .attempts = t->attempts,
                              .crashes = t->crashes, .error_code = code,
                              .error_message = msg, .body = t->d->body, .len = t->d->body_len};
     t->dead_seq = publish(p, t, &m);
@@ -297,10 +297,8 @@ static void finish_dead(struct pipeline *p, struct task *t, const char *code, co
 static void requeue(struct pipeline *p, struct task *t, const char *routing_key, int attempts,
                     int redeliveries)
 {
-    struct amqp_publish m = {.exchange = "", .routing_key = routing_key,
-                             .message_id = t->d->message_id,
-                             .correlation_id = t->d->correlation_id,
-                             .reply_to = t->d->reply_to, .attempts = attempts,
+    struct amqp_publish m = {.original = t->d, .exchange = "", .routing_key = routing_key,
+                             .attempts = attempts,
                              .crashes = t->crashes, .redeliveries = redeliveries,
                              .body = t->d->body, .len = t->d->body_len};
     t->requeue_seq = publish(p, t, &m);
@@ -958,6 +956,12 @@ static void on_connection(void *arg, int up)
         event_active(p->forget_ev, EV_TIMEOUT, 0);
 }
 
+static void on_broker_error(void *arg, const char *text)
+{
+    struct pipeline *p = arg;
+    slot_set_broker_error(p->env.slot, text);
+}
+
 static int ensure_output_dir(const char *dir, char *err, size_t errlen)
 {
     char path[4096];
@@ -1009,7 +1013,7 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
     }
     p->paused = atomic_load(&env->sb->paused);
     p->forget_ev = evtimer_new(env->base, forget_lost, p);
-    struct amqp_callbacks cb = {on_delivery, on_confirm, on_connection};
+    struct amqp_callbacks cb = {on_delivery, on_confirm, on_connection, on_broker_error};
     p->link = amqp_link_open(env->base, env->cfg, &cb, p);
     if (p->paused)
         amqp_link_consume(p->link, 0);
