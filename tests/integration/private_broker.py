@@ -267,6 +267,10 @@ class PrivateCluster:
         """The node whose AMQP port this is (None: none of ours)."""
         return next((i for i, n in enumerate(self.nodes) if n.port == port), None)
 
+    def index_of_node(self, name):
+        """The index of the node of this name (None: none of ours)."""
+        return next((i for i, n in enumerate(self.nodes) if n.node == name), None)
+
     def ctl(self, i, *args, **kw):
         return self.nodes[i].ctl(*args, **kw)
 
