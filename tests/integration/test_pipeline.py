@@ -123,9 +123,10 @@ def test_kill9_of_a_busy_worker_loses_nothing(daemon, broker):
     assert len(broker.result_list) == n  # one result per job
     files = sorted(p.name for p in (d.tmp / "audio").iterdir() if p.name != ".c2a-tmp")
     assert files == sorted(f"k{i}.wav" for i in range(n))  # no duplicates
-    # The killed workers' half-written files were removed by their replacements.
+    # Half-written files of the killed workers (if a kill came after synthesis:
+    # on a loaded machine it may not) were removed by their replacements;
+    # tests/unit/test_encode.c checks that removal itself.
     assert list((d.tmp / "audio" / ".c2a-tmp").iterdir()) == []
-    assert "left by a worker that died" in d.log()
     # A lost worker is not the job's fault: no attempt is charged.
     assert max(r["attempts"] for r in res.values()) == 1
     assert d.status()["restarts"]["boot_failed"] == 0
@@ -349,7 +350,8 @@ def test_results_exchange(daemon, broker):
     broker.publish(q, {"id": "rx1", "text": TEXT})  # with reply_to
     broker.ch.basic_publish("", q, '{"id": "rx2", "text": "no reply_to"}')
     broker.wait_results(1)
-    got = wait_for(lambda: (lambda m: len(m) == 2 and m)(broker.get_all(tap)), what="results")
+    got = []  # get_all drains: keep what each try took
+    wait_for(lambda: got.extend(broker.get_all(tap)) or len(got) == 2, what="results")
     import json
     docs = {json.loads(b)["id"]: json.loads(b) for _, b in got}
     assert docs["rx1"]["status"] == "ok" and docs["rx2"]["status"] == "ok"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -73,6 +74,50 @@ static void test_formats_and_rates(void **state)
     check("opus", 44100, 48000);
 }
 
+static void touch(const char *base, long pid, const char *tail)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/" ENCODE_TMP_DIR "/%ld.%s", base, pid, tail);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+}
+
+static int exists(const char *base, long pid, const char *tail)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/" ENCODE_TMP_DIR "/%ld.%s", base, pid, tail);
+    return access(path, F_OK) == 0;
+}
+
+/* A temp file whose writer is gone is removed; a living writer's stays, and so
+ * does what is not ours. */
+static void test_clean_stale(void **state)
+{
+    (void)state;
+    char base[] = "/tmp/c2a-stale-XXXXXX";
+    assert_non_null(mkdtemp(base));
+    char tmp[512];
+    snprintf(tmp, sizeof(tmp), "%s/" ENCODE_TMP_DIR, base);
+    assert_int_equal(mkdir(tmp, 0700), 0);
+    pid_t dead = fork();
+    if (dead == 0)
+        _exit(0);
+    assert_int_equal(waitpid(dead, NULL, 0), dead);
+    touch(base, dead, "wav");
+    touch(base, getpid(), "ogg");
+    char other[600];
+    snprintf(other, sizeof(other), "%s/notes.txt", tmp);
+    fclose(fopen(other, "w"));
+    encode_clean_stale(base);
+    assert_false(exists(base, dead, "wav"));
+    assert_true(exists(base, getpid(), "ogg"));
+    assert_int_equal(access(other, F_OK), 0);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", base);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void test_refused_rate_is_permanent(void **state)
 {
     (void)state;
@@ -101,6 +146,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formats_and_rates),
         cmocka_unit_test(test_refused_rate_is_permanent),
+        cmocka_unit_test(test_clean_stale),
     };
     int rc = cmocka_run_group_tests_name("encode", tests, NULL, NULL);
     rmdir(dir);
