@@ -179,8 +179,17 @@ amqp_connection_state_t amqp_open_url(const struct config *cfg, const char *url,
     amqp_rpc_reply_t r = login(conn, &ci, o);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         char buf[256];
-        snprintf(err, errlen, "login to %s:%d: %s", ci.host, ci.port,
-                 amqp_reply_text(r, buf, sizeof(buf)));
+        const char *text = amqp_reply_text(r, buf, sizeof(buf));
+        /* With TLS 1.3 a broker that wants a client certificate refuses it
+         * only after the handshake: the library then sees an SSL error and
+         * says no more. */
+        if (ci.ssl && !cfg->tls_cert[0] && r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_SSL_ERROR) {
+            snprintf(buf, sizeof(buf), "TLS error after the handshake (does the broker want a "
+                     "client certificate? tls_cert, tls_key)");
+            text = buf;
+        }
+        snprintf(err, errlen, "login to %s:%d: %s", ci.host, ci.port, text);
         goto fail;
     }
     free(copy);
