@@ -338,9 +338,16 @@ static void start_round(struct broker_probe *p)
 static void send_start_ok(struct broker_probe *p, const struct amqp_target *t)
 {
     struct wbuf a = {.n = 0}, props = {.n = 0};
+    /* c2a-worker@host:master beside the workers' c2a-worker@host:pid (see
+     * c2a-worker.conf(5)), so that the broker's connection list tells hosts
+     * and processes apart. */
+    char host[256] = "", name[300];
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        strcpy(host, "unknown");
+    snprintf(name, sizeof(name), "c2a-worker@%s:master", host);
     put_table_str(&props, "product", "c2a-worker");
     put_table_str(&props, "version", C2A_VERSION);
-    put_table_str(&props, "connection_name", "c2a-worker master (queue depths)");
+    put_table_str(&props, "connection_name", name);
     /* Without this capability RabbitMQ answers bad credentials by closing the
      * socket, and the operator would see "connection reset" instead of why. */
     struct wbuf caps = {.n = 0};
