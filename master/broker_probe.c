@@ -8,6 +8,13 @@
  * that does not exist closes the channel (404); the probe notes the queue as
  * missing, acknowledges the close and reopens the channel.
  *
+ * Once per connection (and after a reload), a queue the broker has is also
+ * declared as the workers declare it: durable, with their arguments
+ * (x-queue-type, x-max-priority). A queue made elsewhere with other arguments
+ * refuses that with 406 PRECONDITION_FAILED, which makes every worker fail its
+ * topology and retry forever; the probe keeps the broker's words for /status
+ * and /healthz, which would otherwise only say that no worker is connected.
+ *
  * Everything runs on the master's loop and nothing waits: a slow or dead broker
  * costs the master one timer callback every PROBE_INTERVAL_MS.
  */
@@ -17,11 +24,11 @@
 #include "../common/util.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +41,19 @@
 #define FRAME_END 0xCE
 #define CHANNEL 1
 
-enum probe_state { P_DOWN, P_CONNECTING, P_READY, P_ASKING, P_REOPENING };
+/* P_CHECKING: a queue's declare with the workers' arguments is out. */
+enum probe_state { P_DOWN, P_CONNECTING, P_READY, P_ASKING, P_CHECKING, P_REOPENING };
 
 struct amqp_target {
     char host[256];
     int port;
     char user[256], pass[256], vhost[256];
+};
+
+/* What the argument check depends on: how the workers declare their queues. */
+struct probe_settings {
+    int quorum;
+    int max_priority;
 };
 
 struct broker_probe {
@@ -57,6 +71,8 @@ struct broker_probe {
     char *url_masked;
     int ever_connected;
     char error[256];
+    char queue_error[600]; /* "queue NAME: the broker's words", or "" */
+    struct probe_settings set;
 
     struct probe_queue *queues;
     int n_queues;
@@ -121,6 +137,14 @@ static void put_table_str(struct wbuf *w, const char *key, const char *val)
     put_shortstr(w, key);
     put_u8(w, 'S');
     put_longstr(w, val, strlen(val));
+}
+
+/* A field-table entry of type 'I' (signed 32-bit), as librabbitmq sends an int. */
+static void put_table_int(struct wbuf *w, const char *key, int32_t val)
+{
+    put_shortstr(w, key);
+    put_u8(w, 'I');
+    put_u32(w, (uint32_t)val);
 }
 
 static void probe_drop(struct broker_probe *p, const char *fmt, ...)
@@ -278,13 +302,32 @@ static int parse_target(const char *url, struct amqp_target *t, const char **why
 
 /* ---- connection ---- */
 
+/* probe_error() while connected: the first queue the broker would not declare
+ * with the workers' arguments. */
+static void update_queue_error(struct broker_probe *p)
+{
+    p->queue_error[0] = '\0';
+    for (int i = 0; i < p->n_queues; i++) {
+        const struct probe_queue *q = &p->queues[i];
+        if (q->mismatch[0]) {
+            snprintf(p->queue_error, sizeof(p->queue_error), "queue %s: %s", q->name, q->mismatch);
+            return;
+        }
+    }
+}
+
 static void forget_figures(struct broker_probe *p)
 {
     for (int i = 0; i < p->n_queues; i++) {
-        p->queues[i].messages = p->queues[i].consumers = -1;
-        p->queues[i].exists = 1;
-        p->queues[i].updated_mono_ms = 0;
+        struct probe_queue *q = &p->queues[i];
+        q->messages = q->consumers = -1;
+        q->exists = 1;
+        q->updated_mono_ms = 0;
+        /* The next connection checks the arguments afresh. */
+        q->checked = 0;
+        q->mismatch[0] = '\0';
     }
+    update_queue_error(p);
 }
 
 static void close_bev(struct broker_probe *p)
@@ -301,7 +344,7 @@ static void probe_drop(struct broker_probe *p, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(p->error, sizeof(p->error), fmt, ap);
     va_end(ap);
-    if (p->state == P_READY || p->state == P_ASKING || p->state == P_REOPENING)
+    if (probe_connected(p))
         log_warn("queue probe: lost %s: %s", p->url_masked, p->error);
     else
         log_debug("queue probe: %s: %s", p->url_masked, p->error);
@@ -326,6 +369,55 @@ static void ask_next(struct broker_probe *p)
     put_u32(&a, 0);                        /* no arguments */
     p->state = P_ASKING;
     send_method(p, CHANNEL, 50, 10, &a);
+}
+
+/* Declare q as a worker does (worker/amqp.c), so that the broker compares the
+ * arguments: durable, not exclusive, not auto-delete; x-queue-type on every
+ * queue of a quorum topology, x-max-priority on work queues. Only for a queue
+ * that exists: made here, it would be made before any worker wants it. */
+static void send_check(struct broker_probe *p, const struct probe_queue *q)
+{
+    struct wbuf a = {.n = 0}, args = {.n = 0};
+    if (p->set.quorum)
+        put_table_str(&args, "x-queue-type", "quorum");
+    if (p->set.max_priority && !q->dead)
+        put_table_int(&args, "x-max-priority", p->set.max_priority);
+    put_u16(&a, 0); /* reserved */
+    put_shortstr(&a, q->name);
+    put_u8(&a, 0x02); /* durable; not passive, exclusive, auto-delete or no-wait */
+    put_u32(&a, (uint32_t)args.n);
+    put(&a, args.b, args.n);
+    a.overflow |= args.overflow;
+    p->state = P_CHECKING;
+    send_method(p, CHANNEL, 50, 10, &a);
+}
+
+static void note_check_passed(struct broker_probe *p, struct probe_queue *q)
+{
+    q->checked = 1;
+    if (!q->mismatch[0])
+        return;
+    log_info("queue probe: queue %s has the workers' arguments now", q->name);
+    q->mismatch[0] = '\0';
+    update_queue_error(p);
+}
+
+/* Checked once per connection or reload, so each refusal is logged once. */
+static void note_check_refused(struct broker_probe *p, struct probe_queue *q, unsigned code,
+                               const char *text)
+{
+    q->checked = 1;
+    if (code != 406) {
+        /* Not other arguments (no configure permission, say): worth a line,
+         * not a verdict on the queue. */
+        log_warn("queue probe: cannot declare queue %s as the workers do: %u %s", q->name, code,
+                 text);
+        return;
+    }
+    snprintf(q->mismatch, sizeof(q->mismatch), "%s", text[0] ? text : "PRECONDITION_FAILED");
+    update_queue_error(p);
+    log_warn("queue probe: queue %s exists with other arguments than the workers': %s", q->name,
+             q->mismatch);
 }
 
 static void start_round(struct broker_probe *p)
@@ -380,6 +472,59 @@ static void send_channel_open(struct broker_probe *p)
     send_method(p, CHANNEL, 20, 10, &a);
 }
 
+static int on_declare_ok(struct broker_probe *p, struct rbuf *r)
+{
+    char name[256];
+    uint32_t msgs, cons;
+    if (get_shortstr(r, name, sizeof(name)) < 0 || get_u32(r, &msgs) < 0 ||
+        get_u32(r, &cons) < 0) {
+        probe_drop(p, "a short queue.declare-ok");
+        return -1;
+    }
+    struct probe_queue *q = &p->queues[p->asking];
+    q->exists = 1;
+    q->messages = msgs;
+    q->consumers = cons;
+    q->updated_mono_ms = now_mono_ms();
+    if (p->state == P_CHECKING) {
+        note_check_passed(p, q);
+    } else if (!q->checked) {
+        send_check(p, q);
+        return 0;
+    }
+    p->asking++;
+    ask_next(p);
+    return 0;
+}
+
+static void on_channel_close(struct broker_probe *p, struct rbuf *r)
+{
+    uint16_t code = 0;
+    char text[256] = "";
+    get_u16(r, &code);
+    get_shortstr(r, text, sizeof(text));
+    send_method(p, CHANNEL, 20, 41, NULL);
+    if (p->state == P_ASKING && code == 404) {
+        struct probe_queue *q = &p->queues[p->asking++];
+        q->exists = 0;
+        q->messages = q->consumers = 0;
+        q->updated_mono_ms = now_mono_ms();
+        /* Whoever makes it again may make it otherwise. */
+        q->checked = 0;
+        if (q->mismatch[0]) {
+            q->mismatch[0] = '\0';
+            update_queue_error(p);
+        }
+    } else if (p->state == P_CHECKING) {
+        note_check_refused(p, &p->queues[p->asking++], code, text);
+    } else {
+        log_warn("queue probe: channel closed by the broker: %u %s", code, text);
+        p->asking++;
+    }
+    p->state = P_REOPENING;
+    send_channel_open(p);
+}
+
 /* One method frame from the broker. Returns -1 when the connection was dropped. */
 static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
 {
@@ -418,37 +563,12 @@ static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
         } else if (p->state == P_REOPENING) {
             ask_next(p);
         }
-    } else if (cls == 50 && meth == 11 && ch == CHANNEL && p->state == P_ASKING) {
-        char name[256];
-        uint32_t msgs, cons;
-        if (get_shortstr(r, name, sizeof(name)) < 0 || get_u32(r, &msgs) < 0 ||
-            get_u32(r, &cons) < 0) {
-            probe_drop(p, "a short queue.declare-ok");
+    } else if (cls == 50 && meth == 11 && ch == CHANNEL &&
+               (p->state == P_ASKING || p->state == P_CHECKING)) { /* queue.declare-ok */
+        if (on_declare_ok(p, r) < 0)
             return -1;
-        }
-        struct probe_queue *q = &p->queues[p->asking++];
-        q->exists = 1;
-        q->messages = msgs;
-        q->consumers = cons;
-        q->updated_mono_ms = now_mono_ms();
-        ask_next(p);
     } else if (cls == 20 && meth == 40) { /* channel.close */
-        uint16_t code = 0;
-        get_u16(r, &code);
-        send_method(p, CHANNEL, 20, 41, NULL);
-        if (p->state == P_ASKING && code == 404) {
-            struct probe_queue *q = &p->queues[p->asking++];
-            q->exists = 0;
-            q->messages = q->consumers = 0;
-            q->updated_mono_ms = now_mono_ms();
-        } else {
-            char text[256] = "";
-            get_shortstr(r, text, sizeof(text));
-            log_warn("queue probe: channel closed by the broker: %u %s", code, text);
-            p->asking++;
-        }
-        p->state = P_REOPENING;
-        send_channel_open(p);
+        on_channel_close(p, r);
     } else if (cls == 10 && meth == 50) { /* connection.close */
         uint16_t code = 0;
         char text[256] = "";
@@ -568,6 +688,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case P_CONNECTING:
     case P_ASKING:
+    case P_CHECKING:
     case P_REOPENING:
         if (waited > PROBE_TIMEOUT_MS)
             probe_drop(p, "no answer in %d s", PROBE_TIMEOUT_MS / 1000);
@@ -582,6 +703,8 @@ static void set_targets(struct broker_probe *p, const struct config *cfg)
     for (int i = 0; i < cfg->n_urls; i++)
         p->urls[i] = xstrdup(cfg->urls[i]);
     p->url_index = 0;
+    p->set.quorum = strcmp(cfg->queue_type, "quorum") == 0;
+    p->set.max_priority = cfg->max_priority;
     p->queues = xcalloc((size_t)cfg->n_queues * 2 + 1, sizeof(*p->queues));
     p->n_queues = 0;
     for (int i = 0; i < cfg->n_queues; i++) {
@@ -627,6 +750,7 @@ struct broker_probe *probe_new(struct event_base *base, const struct config *cfg
     return p;
 }
 
+/* Whether cfg needs a new connection: other URLs or queues. */
 static int same_targets(const struct broker_probe *p, const struct config *cfg)
 {
     if (p->n_urls != cfg->n_urls || p->n_queues != cfg->n_queues * 2)
@@ -644,7 +768,7 @@ static int same_targets(const struct broker_probe *p, const struct config *cfg)
  * freeing a bufferevent discards what it has not sent. */
 static void say_goodbye(struct broker_probe *p)
 {
-    if (!p->bev || p->state == P_DOWN || p->state == P_CONNECTING)
+    if (!p->bev || !probe_connected(p))
         return;
     static const uint8_t close_frame[] = {
         FRAME_METHOD, 0, 0, 0, 0, 0, 11, 0, 10, 0, 50, 0, 200, 0, 0, 0, 0, 0, FRAME_END};
@@ -655,8 +779,16 @@ static void say_goodbye(struct broker_probe *p)
 
 void probe_configure(struct broker_probe *p, const struct config *cfg)
 {
-    if (same_targets(p, cfg))
+    if (same_targets(p, cfg)) {
+        /* The same connection, but the workers' arguments may have changed,
+         * and a queue may have been made again meanwhile: check every queue
+         * again; what /status shows stands until then. */
+        p->set.quorum = strcmp(cfg->queue_type, "quorum") == 0;
+        p->set.max_priority = cfg->max_priority;
+        for (int i = 0; i < p->n_queues; i++)
+            p->queues[i].checked = 0;
         return;
+    }
     say_goodbye(p);
     close_bev(p);
     p->state = P_DOWN;
@@ -682,12 +814,21 @@ void probe_free(struct broker_probe *p)
 
 int probe_connected(const struct broker_probe *p)
 {
-    return p->state == P_READY || p->state == P_ASKING || p->state == P_REOPENING;
+    return p->state == P_READY || p->state == P_ASKING || p->state == P_CHECKING ||
+           p->state == P_REOPENING;
 }
 
 const char *probe_error(const struct broker_probe *p)
 {
-    return probe_connected(p) ? "" : p->error;
+    return probe_connected(p) ? p->queue_error : p->error;
+}
+
+const struct probe_queue *probe_mismatch(const struct broker_probe *p)
+{
+    for (int i = 0; probe_connected(p) && i < p->n_queues; i++)
+        if (p->queues[i].mismatch[0])
+            return &p->queues[i];
+    return NULL;
 }
 
 const char *probe_url(const struct broker_probe *p)

@@ -7,6 +7,10 @@
  * queue.declare), so the master neither links librabbitmq nor ever waits on the
  * broker: every step is a callback on the master's loop, and a broker that does
  * not answer within a few seconds is dropped and shown as unknown.
+ *
+ * It also tells a queue that the workers cannot declare because it exists with
+ * other arguments (another x-queue-type or x-max-priority) from a broker that
+ * is down: both leave every worker disconnected.
  */
 #ifndef C2A_BROKER_PROBE_H
 #define C2A_BROKER_PROBE_H
@@ -29,6 +33,8 @@ struct probe_queue {
     int64_t messages;       /* -1 when unknown */
     int64_t consumers;      /* -1 when unknown */
     int64_t updated_mono_ms;
+    int checked;            /* declared with the workers' arguments on this connection */
+    char mismatch[256];     /* the broker's refusal of those arguments (406), or "" */
 };
 
 struct broker_probe *probe_new(struct event_base *base, const struct config *cfg);
@@ -38,8 +44,13 @@ void probe_configure(struct broker_probe *p, const struct config *cfg);
 void probe_free(struct broker_probe *p);
 
 int probe_connected(const struct broker_probe *p);
-/* Why the probe is not connected ("" when it is); the masked URL it uses. */
+/* Why the probe is not connected; while connected, "queue NAME: <the broker's
+ * words>" for the first queue that exists with other arguments than the
+ * workers', or "". */
 const char *probe_error(const struct broker_probe *p);
+/* That queue, or NULL. */
+const struct probe_queue *probe_mismatch(const struct broker_probe *p);
+/* The masked URL in use. */
 const char *probe_url(const struct broker_probe *p);
 int probe_queue_count(const struct broker_probe *p);
 /* Queue i, with messages/consumers set to -1 when stale or unknown. */
