@@ -1,5 +1,5 @@
 /*
- * The shared objects that come with the binary (c2a-pipeline.so):
+ * The shared objects that come with the binary (c2a-pipeline.so, c2a-tls.so):
  * found beside the binary in a build tree, else in PKGLIBDIR (installed), so
  * that a process maps a library only when it loads the object that needs it.
  */

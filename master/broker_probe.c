@@ -15,6 +15,9 @@
  * topology and retry forever; the probe keeps the broker's words for /status
  * and /healthz, which would otherwise only say that no worker is connected.
  *
+ * amqps:// goes through a relay process (tls_relay.h): the probe reads its
+ * first line, then speaks AMQP on the socketpair exactly as on a socket.
+ *
  * Everything runs on the master's loop and nothing waits: a slow or dead broker
  * costs the master one timer callback every PROBE_INTERVAL_MS.
  */
@@ -22,12 +25,14 @@
 #include "../common/config.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "tls_spawn.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,17 +46,22 @@
 #define FRAME_END 0xCE
 #define CHANNEL 1
 
-/* P_CHECKING: a queue's declare with the workers' arguments is out. */
-enum probe_state { P_DOWN, P_CONNECTING, P_READY, P_ASKING, P_CHECKING, P_REOPENING };
+/* P_RELAYING: waiting for the TLS relay's first line; P_CHECKING: a queue's
+ * declare with the workers' arguments is out. */
+enum probe_state { P_DOWN, P_RELAYING, P_CONNECTING, P_READY, P_ASKING, P_CHECKING, P_REOPENING };
 
 struct amqp_target {
     char host[256];
     int port;
+    int tls;
     char user[256], pass[256], vhost[256];
 };
 
-/* What the argument check depends on: how the workers declare their queues. */
+/* What the connection and the argument check depend on besides the URLs and
+ * the queues; copied from the configuration, which a reload frees. */
 struct probe_settings {
+    char *tls_ca, *tls_cert, *tls_key;
+    int tls_verify;
     int quorum;
     int max_priority;
 };
@@ -61,6 +71,7 @@ struct broker_probe {
     struct evdns_base *dns;
     struct event *tick;
     struct bufferevent *bev;
+    pid_t relay_pid; /* the amqps:// relay behind bev, until let go or reaped */
     enum probe_state state;
     int64_t step_started_mono_ms;
 
@@ -70,7 +81,7 @@ struct broker_probe {
     struct amqp_target target; /* that URL, parsed */
     char *url_masked;
     int ever_connected;
-    char error[256];
+    char error[TLS_RELAY_LINE_MAX];
     char queue_error[600]; /* "queue NAME: the broker's words", or "" */
     struct probe_settings set;
 
@@ -243,19 +254,18 @@ static int pct_decode(const char *s, size_t len, char *out, size_t outlen)
     return 0;
 }
 
-/* amqp://[user[:pass]@]host[:port][/vhost], librabbitmq's defaults (guest,
- * guest, port 5672, vhost "/"). The config parser already checked the shape. */
+/* amqp[s]://[user[:pass]@]host[:port][/vhost], librabbitmq's defaults (guest,
+ * guest, port 5672 or 5671, vhost "/"). The config parser already checked the
+ * shape. */
 static int parse_target(const char *url, struct amqp_target *t, const char **why)
 {
     *why = "not an AMQP URL";
     memset(t, 0, sizeof(*t));
-    if (strncmp(url, "amqps://", 8) == 0) {
-        *why = "amqps:// is not supported";
+    if (strncmp(url, "amqps://", 8) == 0)
+        t->tls = 1;
+    else if (strncmp(url, "amqp://", 7) != 0)
         return -1;
-    }
-    if (strncmp(url, "amqp://", 7) != 0)
-        return -1;
-    const char *p = url + 7;
+    const char *p = url + 7 + t->tls;
     const char *end = p + strcspn(p, "/");
     const char *at = memchr(p, '@', (size_t)(end - p));
     strcpy(t->user, "guest");
@@ -287,7 +297,7 @@ static int parse_target(const char *url, struct amqp_target *t, const char **why
     if (hend == p || (size_t)(hend - p) >= sizeof(t->host))
         return -1;
     memcpy(t->host, p, (size_t)(hend - p));
-    t->port = 5672;
+    t->port = t->tls ? 5671 : 5672;
     if (port) {
         t->port = 0;
         for (const char *q = port; q < end; q++)
@@ -330,12 +340,26 @@ static void forget_figures(struct broker_probe *p)
     update_queue_error(p);
 }
 
-static void close_bev(struct broker_probe *p)
+/* Done with the relay: killed, or left to leave by itself, which it does at
+ * once after saying why it failed, and within a second of the socket's EOF
+ * while relaying (after passing on what it was given: a goodbye). Either way
+ * the probe forgets it here and never signals it again, so no kill can reach a
+ * process that got the number later; the master reaps it as a stranger. */
+static void let_relay_go(struct broker_probe *p, int kill_it)
+{
+    if (p->relay_pid && kill_it)
+        kill(p->relay_pid, SIGKILL); /* not reaped yet: still ours */
+    p->relay_pid = 0;
+}
+
+/* The connection is the bufferevent and, for amqps://, the relay behind it. */
+static void close_conn(struct broker_probe *p, int kill_relay)
 {
     if (p->bev) {
         bufferevent_free(p->bev);
         p->bev = NULL;
     }
+    let_relay_go(p, kill_relay);
 }
 
 static void probe_drop(struct broker_probe *p, const char *fmt, ...)
@@ -348,7 +372,7 @@ static void probe_drop(struct broker_probe *p, const char *fmt, ...)
         log_warn("queue probe: lost %s: %s", p->url_masked, p->error);
     else
         log_debug("queue probe: %s: %s", p->url_masked, p->error);
-    close_bev(p);
+    close_conn(p, 1);
     p->state = P_DOWN;
     forget_figures(p);
     /* The next URL of a failover list gets the next try. */
@@ -584,10 +608,44 @@ static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
     return p->bev ? 0 : -1;
 }
 
+static void send_protocol_header(struct broker_probe *p)
+{
+    static const uint8_t header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
+    bufferevent_write(p->bev, header, sizeof(header));
+}
+
+/* The TLS relay's first line: "ok" once it is connected, or "error <reason>".
+ * Returns 1 when AMQP may start, 0 to wait for more, -1 when dropped. */
+static int read_relay_line(struct broker_probe *p, struct evbuffer *in)
+{
+    char *line = evbuffer_readln(in, NULL, EVBUFFER_EOL_LF);
+    if (!line) {
+        if (evbuffer_get_length(in) < TLS_RELAY_LINE_MAX)
+            return 0;
+        probe_drop(p, "the TLS relay said something else than its status");
+        return -1;
+    }
+    int ok = strcmp(line, "ok") == 0;
+    if (!ok) {
+        let_relay_go(p, 0); /* it is on its way out */
+        probe_drop(p, "%s", strncmp(line, "error ", 6) == 0 ? line + 6 : line);
+    }
+    free(line);
+    if (!ok)
+        return -1;
+    log_debug("queue probe: TLS relay %d is connected to %s:%d", (int)p->relay_pid, p->target.host,
+              p->target.port);
+    p->state = P_CONNECTING;
+    send_protocol_header(p);
+    return 1;
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct broker_probe *p = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    if (p->state == P_RELAYING && read_relay_line(p, in) <= 0)
+        return;
     for (;;) {
         uint8_t h[7];
         if (evbuffer_copyout(in, h, sizeof(h)) < (ev_ssize_t)sizeof(h))
@@ -632,18 +690,51 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct broker_probe *p = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        static const uint8_t header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
         keep_from_exec(p);
-        bufferevent_write(bev, header, sizeof(header));
+        send_protocol_header(p);
         return;
     }
     int dns = bufferevent_socket_get_dns_error(bev);
     if (dns)
         probe_drop(p, "%s", evutil_gai_strerror(dns));
     else if (what & BEV_EVENT_EOF)
-        probe_drop(p, "the broker closed the connection");
+        probe_drop(p, "%s",
+                   p->state == P_RELAYING ? "the TLS relay ended without a word"
+                                          : "the broker closed the connection");
     else
         probe_drop(p, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* amqps://: the relay connects and does TLS; the probe talks to it. */
+static void connect_via_relay(struct broker_probe *p)
+{
+    struct tls_relay_args a = {-1,
+                               p->target.host,
+                               p->target.port,
+                               p->set.tls_ca,
+                               p->set.tls_cert,
+                               p->set.tls_key,
+                               p->set.tls_verify,
+                               TLS_RELAY_TIMEOUT_MS};
+    char err[256];
+    int fd = tls_spawn(&a, &p->relay_pid, err, sizeof(err));
+    if (fd < 0) {
+        probe_drop(p, "%s", err);
+        return;
+    }
+    log_debug("queue probe: TLS relay %d for %s:%d started", (int)p->relay_pid, p->target.host,
+              p->target.port);
+    evutil_make_socket_nonblocking(fd);
+    p->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!p->bev) {
+        close(fd);
+        probe_drop(p, "bufferevent_socket_new failed");
+        return;
+    }
+    bufferevent_setcb(p->bev, read_cb, NULL, event_cb, p);
+    bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+    p->state = P_RELAYING;
+    p->step_started_mono_ms = now_mono_ms();
 }
 
 static void probe_connect(struct broker_probe *p)
@@ -655,6 +746,10 @@ static void probe_connect(struct broker_probe *p)
     const char *why;
     if (parse_target(p->urls[p->url_index], &p->target, &why) < 0) {
         probe_drop(p, "%s", why);
+        return;
+    }
+    if (p->target.tls) {
+        connect_via_relay(p);
         return;
     }
     p->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -686,6 +781,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     case P_READY:
         start_round(p);
         break;
+    case P_RELAYING:
     case P_CONNECTING:
     case P_ASKING:
     case P_CHECKING:
@@ -703,6 +799,10 @@ static void set_targets(struct broker_probe *p, const struct config *cfg)
     for (int i = 0; i < cfg->n_urls; i++)
         p->urls[i] = xstrdup(cfg->urls[i]);
     p->url_index = 0;
+    p->set.tls_ca = xstrdup(cfg->tls_ca);
+    p->set.tls_cert = xstrdup(cfg->tls_cert);
+    p->set.tls_key = xstrdup(cfg->tls_key);
+    p->set.tls_verify = cfg->tls_verify;
     p->set.quorum = strcmp(cfg->queue_type, "quorum") == 0;
     p->set.max_priority = cfg->max_priority;
     p->queues = xcalloc((size_t)cfg->n_queues * 2 + 1, sizeof(*p->queues));
@@ -728,6 +828,10 @@ static void clear_targets(struct broker_probe *p)
     free(p->urls);
     p->urls = NULL;
     p->n_urls = 0;
+    free(p->set.tls_ca);
+    free(p->set.tls_cert);
+    free(p->set.tls_key);
+    memset(&p->set, 0, sizeof(p->set));
     free(p->queues);
     p->queues = NULL;
     p->n_queues = 0;
@@ -750,7 +854,7 @@ struct broker_probe *probe_new(struct event_base *base, const struct config *cfg
     return p;
 }
 
-/* Whether cfg needs a new connection: other URLs or queues. */
+/* Whether cfg needs a new connection: other URLs, queues or TLS settings. */
 static int same_targets(const struct broker_probe *p, const struct config *cfg)
 {
     if (p->n_urls != cfg->n_urls || p->n_queues != cfg->n_queues * 2)
@@ -761,7 +865,8 @@ static int same_targets(const struct broker_probe *p, const struct config *cfg)
     for (int i = 0; i < cfg->n_queues; i++)
         if (strcmp(p->queues[2 * i].name, cfg->queues[i]) != 0)
             return 0;
-    return 1;
+    return strcmp(p->set.tls_ca, cfg->tls_ca) == 0 && strcmp(p->set.tls_cert, cfg->tls_cert) == 0 &&
+           strcmp(p->set.tls_key, cfg->tls_key) == 0 && p->set.tls_verify == cfg->tls_verify;
 }
 
 /* A polite goodbye: connection.close written straight to the socket, since
@@ -790,7 +895,7 @@ void probe_configure(struct broker_probe *p, const struct config *cfg)
         return;
     }
     say_goodbye(p);
-    close_bev(p);
+    close_conn(p, p->state == P_RELAYING);
     p->state = P_DOWN;
     clear_targets(p);
     set_targets(p, cfg);
@@ -803,13 +908,22 @@ void probe_free(struct broker_probe *p)
     if (!p)
         return;
     say_goodbye(p);
-    close_bev(p);
+    close_conn(p, p->state == P_RELAYING);
     event_free(p->tick);
     if (p->dns)
         evdns_base_free(p->dns, 0);
     clear_targets(p);
     free(p->url_masked);
     free(p);
+}
+
+int probe_reaped(struct broker_probe *p, pid_t pid, int status)
+{
+    if (!p || !pid || pid != p->relay_pid)
+        return 0;
+    p->relay_pid = 0;
+    log_debug("queue probe: TLS relay %d exited (status 0x%x)", (int)pid, status);
+    return 1;
 }
 
 int probe_connected(const struct broker_probe *p)

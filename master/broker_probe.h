@@ -6,7 +6,8 @@
  * libevent bufferevent (a handful of methods: handshake, channel.open and passive
  * queue.declare), so the master neither links librabbitmq nor ever waits on the
  * broker: every step is a callback on the master's loop, and a broker that does
- * not answer within a few seconds is dropped and shown as unknown.
+ * not answer within a few seconds is dropped and shown as unknown. For amqps://
+ * a relay process does the TLS (tls_relay.h), so the master maps no OpenSSL.
  *
  * It also tells a queue that the workers cannot declare because it exists with
  * other arguments (another x-queue-type or x-max-priority) from a broker that
@@ -16,6 +17,7 @@
 #define C2A_BROKER_PROBE_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 struct event_base;
 struct config;
@@ -42,6 +44,12 @@ struct broker_probe *probe_new(struct event_base *base, const struct config *cfg
 void probe_configure(struct broker_probe *p, const struct config *cfg);
 /* Closes the connection politely. */
 void probe_free(struct broker_probe *p);
+
+/* The master's SIGCHLD reaped pid: 1 if it was the probe's current TLS relay
+ * (the probe then forgets the pid, so it never signals a process that reuses
+ * it). Relays the probe has let go already are strangers here, as are the
+ * engine children of dead workers: the caller ignores them. */
+int probe_reaped(struct broker_probe *p, pid_t pid, int status);
 
 int probe_connected(const struct broker_probe *p);
 /* Why the probe is not connected; while connected, "queue NAME: <the broker's
