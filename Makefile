@@ -21,6 +21,9 @@ PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libssl li
 # HTTP support (libcurl, libxml2) is a second shared object, loaded by a worker
 # only when a job needs it.
 HTTP_PKGS := libevent jansson libcurl libxml-2.0
+# TLS for the master's queue probe (amqps://) is a third: a relay process the
+# master forks loads it, so OpenSSL (about 4 MB of RSS) stays out of the master.
+TLS_PKGS  := libssl libcrypto
 PKGLIBDIR ?= $(PREFIX)/lib/c2a-worker
 
 ifeq ($(FUZZ),1)
@@ -37,10 +40,11 @@ BUILD ?= build
 SANFLAGS :=
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS) $(HTTP_PKGS))
+PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS) $(HTTP_PKGS) $(TLS_PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 PIPE_LIBS  := $(shell pkg-config --libs $(PIPE_PKGS)) -lpthread -ldl
 HTTP_LIBS  := $(shell pkg-config --libs $(HTTP_PKGS))
+TLS_LIBS   := $(shell pkg-config --libs $(TLS_PKGS))
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -53,13 +57,16 @@ COMMON_SRC := $(wildcard common/*.c)
 SHELL_SRC  := worker/worker.c worker/app.c
 HTTP_SRC   := worker/fetch.c worker/content.c worker/http_so.c
 PIPE_SRC   := $(filter-out $(SHELL_SRC) $(HTTP_SRC),$(wildcard worker/*.c))
-DAEMON_SRC := $(wildcard master/*.c) $(SHELL_SRC)
+TLS_SRC    := master/tls_relay.c
+DAEMON_SRC := $(filter-out $(TLS_SRC),$(wildcard master/*.c)) $(SHELL_SRC)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 PIPE_OBJ   := $(PIPE_SRC:%.c=$(BUILD)/%.o)
 HTTP_OBJ   := $(HTTP_SRC:%.c=$(BUILD)/%.o)
+TLS_OBJ    := $(TLS_SRC:%.c=$(BUILD)/%.o)
 PIPELINE   := $(BUILD)/c2a-pipeline.so
 HTTPLIB    := $(BUILD)/c2a-http.so
+TLSLIB     := $(BUILD)/c2a-tls.so
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -71,7 +78,7 @@ CTL := $(BUILD)/c2actl
 CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libssl libcrypto libcurl)
 
 .PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin tools
-all: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
+all: $(BIN) $(PIPELINE) $(HTTPLIB) $(TLSLIB) $(CTL)
 
 $(CTL): $(BUILD)/ctl/c2actl.o $(BUILD)/worker/amqp_open.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
@@ -86,6 +93,10 @@ $(PIPELINE): $(PIPE_OBJ)
 # job.o too: content.c strips control characters as job.c does.
 $(HTTPLIB): $(HTTP_OBJ) $(BUILD)/worker/job.o
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(HTTP_LIBS)
+
+# The relay calls the binary's log and clock functions, as the pipeline does.
+$(TLSLIB): $(TLS_OBJ)
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(TLS_LIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -179,7 +190,7 @@ fuzz: fuzz-build
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
-integration: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL) $(TEST_APPS) $(TEST_TOOLS)
+integration: $(BIN) $(PIPELINE) $(HTTPLIB) $(TLSLIB) $(CTL) $(TEST_APPS) $(TEST_TOOLS)
 	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) C2A_SANITIZE=$(SANITIZE) \
 		$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
@@ -190,7 +201,7 @@ check: all
 lint:
 	@for m in man/*.[0-9]; do mandoc -Tlint -Wwarning $$m || exit 1; done
 
-install: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
+install: $(BIN) $(PIPELINE) $(HTTPLIB) $(TLSLIB) $(CTL)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/include/c2a \
 		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(PREFIX)/lib/systemd/system
@@ -200,6 +211,7 @@ install: $(BIN) $(PIPELINE) $(HTTPLIB) $(CTL)
 	install -m 0644 man/c2actl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 $(PIPELINE) $(DESTDIR)$(PKGLIBDIR)/c2a-pipeline.so
 	install -m 0644 $(HTTPLIB) $(DESTDIR)$(PKGLIBDIR)/c2a-http.so
+	install -m 0644 $(TLSLIB) $(DESTDIR)$(PKGLIBDIR)/c2a-tls.so
 	install -m 0644 man/c2a-worker.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 man/c2a-worker.conf.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 0644 worker/c2a_app.h $(DESTDIR)$(PREFIX)/include/c2a/

@@ -8,6 +8,16 @@
  * that does not exist closes the channel (404); the probe notes the queue as
  * missing, acknowledges the close and reopens the channel.
  *
+ * Once per connection (and after a reload), a queue the broker has is also
+ * declared as the workers declare it: durable, with their arguments
+ * (x-queue-type, x-max-priority). A queue made elsewhere with other arguments
+ * refuses that with 406 PRECONDITION_FAILED, which makes every worker fail its
+ * topology and retry forever; the probe keeps the broker's words for /status
+ * and /healthz, which would otherwise only say that no worker is connected.
+ *
+ * amqps:// goes through a relay process (tls_relay.h): the probe reads its
+ * first line, then speaks AMQP on the socketpair exactly as on a socket.
+ *
  * Everything runs on the master's loop and nothing waits: a slow or dead broker
  * costs the master one timer callback every PROBE_INTERVAL_MS.
  */
@@ -15,13 +25,15 @@
 #include "../common/config.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "tls_spawn.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +46,24 @@
 #define FRAME_END 0xCE
 #define CHANNEL 1
 
-enum probe_state { P_DOWN, P_CONNECTING, P_READY, P_ASKING, P_REOPENING };
+/* P_RELAYING: waiting for the TLS relay's first line; P_CHECKING: a queue's
+ * declare with the workers' arguments is out. */
+enum probe_state { P_DOWN, P_RELAYING, P_CONNECTING, P_READY, P_ASKING, P_CHECKING, P_REOPENING };
 
 struct amqp_target {
     char host[256];
     int port;
+    int tls;
     char user[256], pass[256], vhost[256];
+};
+
+/* What the connection and the argument check depend on besides the URLs and
+ * the queues; copied from the configuration, which a reload frees. */
+struct probe_settings {
+    char *tls_ca, *tls_cert, *tls_key;
+    int tls_verify;
+    int quorum;
+    int max_priority;
 };
 
 struct broker_probe {
@@ -47,6 +71,7 @@ struct broker_probe {
     struct evdns_base *dns;
     struct event *tick;
     struct bufferevent *bev;
+    pid_t relay_pid; /* the amqps:// relay behind bev, until let go or reaped */
     enum probe_state state;
     int64_t step_started_mono_ms;
 
@@ -56,7 +81,9 @@ struct broker_probe {
     struct amqp_target target; /* that URL, parsed */
     char *url_masked;
     int ever_connected;
-    char error[256];
+    char error[TLS_RELAY_LINE_MAX];
+    char queue_error[600]; /* "queue NAME: the broker's words", or "" */
+    struct probe_settings set;
 
     struct probe_queue *queues;
     int n_queues;
@@ -121,6 +148,14 @@ static void put_table_str(struct wbuf *w, const char *key, const char *val)
     put_shortstr(w, key);
     put_u8(w, 'S');
     put_longstr(w, val, strlen(val));
+}
+
+/* A field-table entry of type 'I' (signed 32-bit), as librabbitmq sends an int. */
+static void put_table_int(struct wbuf *w, const char *key, int32_t val)
+{
+    put_shortstr(w, key);
+    put_u8(w, 'I');
+    put_u32(w, (uint32_t)val);
 }
 
 static void probe_drop(struct broker_probe *p, const char *fmt, ...)
@@ -219,19 +254,18 @@ static int pct_decode(const char *s, size_t len, char *out, size_t outlen)
     return 0;
 }
 
-/* amqp://[user[:pass]@]host[:port][/vhost], librabbitmq's defaults (guest,
- * guest, port 5672, vhost "/"). The config parser already checked the shape. */
+/* amqp[s]://[user[:pass]@]host[:port][/vhost], librabbitmq's defaults (guest,
+ * guest, port 5672 or 5671, vhost "/"). The config parser already checked the
+ * shape. */
 static int parse_target(const char *url, struct amqp_target *t, const char **why)
 {
     *why = "not an AMQP URL";
     memset(t, 0, sizeof(*t));
-    if (strncmp(url, "amqps://", 8) == 0) {
-        *why = "amqps:// is not supported";
+    if (strncmp(url, "amqps://", 8) == 0)
+        t->tls = 1;
+    else if (strncmp(url, "amqp://", 7) != 0)
         return -1;
-    }
-    if (strncmp(url, "amqp://", 7) != 0)
-        return -1;
-    const char *p = url + 7;
+    const char *p = url + 7 + t->tls;
     const char *end = p + strcspn(p, "/");
     const char *at = memchr(p, '@', (size_t)(end - p));
     strcpy(t->user, "guest");
@@ -263,7 +297,7 @@ static int parse_target(const char *url, struct amqp_target *t, const char **why
     if (hend == p || (size_t)(hend - p) >= sizeof(t->host))
         return -1;
     memcpy(t->host, p, (size_t)(hend - p));
-    t->port = 5672;
+    t->port = t->tls ? 5671 : 5672;
     if (port) {
         t->port = 0;
         for (const char *q = port; q < end; q++)
@@ -278,21 +312,54 @@ static int parse_target(const char *url, struct amqp_target *t, const char **why
 
 /* ---- connection ---- */
 
-static void forget_figures(struct broker_probe *p)
+/* probe_error() while connected: the first queue the broker would not declare
+ * with the workers' arguments. */
+static void update_queue_error(struct broker_probe *p)
 {
+    p->queue_error[0] = '\0';
     for (int i = 0; i < p->n_queues; i++) {
-        p->queues[i].messages = p->queues[i].consumers = -1;
-        p->queues[i].exists = 1;
-        p->queues[i].updated_mono_ms = 0;
+        const struct probe_queue *q = &p->queues[i];
+        if (q->mismatch[0]) {
+            snprintf(p->queue_error, sizeof(p->queue_error), "queue %s: %s", q->name, q->mismatch);
+            return;
+        }
     }
 }
 
-static void close_bev(struct broker_probe *p)
+static void forget_figures(struct broker_probe *p)
+{
+    for (int i = 0; i < p->n_queues; i++) {
+        struct probe_queue *q = &p->queues[i];
+        q->messages = q->consumers = -1;
+        q->exists = 1;
+        q->updated_mono_ms = 0;
+        /* The next connection checks the arguments afresh. */
+        q->checked = 0;
+        q->mismatch[0] = '\0';
+    }
+    update_queue_error(p);
+}
+
+/* Done with the relay: killed, or left to leave by itself, which it does at
+ * once after saying why it failed, and within a second of the socket's EOF
+ * while relaying (after passing on what it was given: a goodbye). Either way
+ * the probe forgets it here and never signals it again, so no kill can reach a
+ * process that got the number later; the master reaps it as a stranger. */
+static void let_relay_go(struct broker_probe *p, int kill_it)
+{
+    if (p->relay_pid && kill_it)
+        kill(p->relay_pid, SIGKILL); /* not reaped yet: still ours */
+    p->relay_pid = 0;
+}
+
+/* The connection is the bufferevent and, for amqps://, the relay behind it. */
+static void close_conn(struct broker_probe *p, int kill_relay)
 {
     if (p->bev) {
         bufferevent_free(p->bev);
         p->bev = NULL;
     }
+    let_relay_go(p, kill_relay);
 }
 
 static void probe_drop(struct broker_probe *p, const char *fmt, ...)
@@ -301,11 +368,11 @@ static void probe_drop(struct broker_probe *p, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(p->error, sizeof(p->error), fmt, ap);
     va_end(ap);
-    if (p->state == P_READY || p->state == P_ASKING || p->state == P_REOPENING)
+    if (probe_connected(p))
         log_warn("queue probe: lost %s: %s", p->url_masked, p->error);
     else
         log_debug("queue probe: %s: %s", p->url_masked, p->error);
-    close_bev(p);
+    close_conn(p, 1);
     p->state = P_DOWN;
     forget_figures(p);
     /* The next URL of a failover list gets the next try. */
@@ -328,6 +395,55 @@ static void ask_next(struct broker_probe *p)
     send_method(p, CHANNEL, 50, 10, &a);
 }
 
+/* Declare q as a worker does (worker/amqp.c), so that the broker compares the
+ * arguments: durable, not exclusive, not auto-delete; x-queue-type on every
+ * queue of a quorum topology, x-max-priority on work queues. Only for a queue
+ * that exists: made here, it would be made before any worker wants it. */
+static void send_check(struct broker_probe *p, const struct probe_queue *q)
+{
+    struct wbuf a = {.n = 0}, args = {.n = 0};
+    if (p->set.quorum)
+        put_table_str(&args, "x-queue-type", "quorum");
+    if (p->set.max_priority && !q->dead)
+        put_table_int(&args, "x-max-priority", p->set.max_priority);
+    put_u16(&a, 0); /* reserved */
+    put_shortstr(&a, q->name);
+    put_u8(&a, 0x02); /* durable; not passive, exclusive, auto-delete or no-wait */
+    put_u32(&a, (uint32_t)args.n);
+    put(&a, args.b, args.n);
+    a.overflow |= args.overflow;
+    p->state = P_CHECKING;
+    send_method(p, CHANNEL, 50, 10, &a);
+}
+
+static void note_check_passed(struct broker_probe *p, struct probe_queue *q)
+{
+    q->checked = 1;
+    if (!q->mismatch[0])
+        return;
+    log_info("queue probe: queue %s has the workers' arguments now", q->name);
+    q->mismatch[0] = '\0';
+    update_queue_error(p);
+}
+
+/* Checked once per connection or reload, so each refusal is logged once. */
+static void note_check_refused(struct broker_probe *p, struct probe_queue *q, unsigned code,
+                               const char *text)
+{
+    q->checked = 1;
+    if (code != 406) {
+        /* Not other arguments (no configure permission, say): worth a line,
+         * not a verdict on the queue. */
+        log_warn("queue probe: cannot declare queue %s as the workers do: %u %s", q->name, code,
+                 text);
+        return;
+    }
+    snprintf(q->mismatch, sizeof(q->mismatch), "%s", text[0] ? text : "PRECONDITION_FAILED");
+    update_queue_error(p);
+    log_warn("queue probe: queue %s exists with other arguments than the workers': %s", q->name,
+             q->mismatch);
+}
+
 static void start_round(struct broker_probe *p)
 {
     p->asking = 0;
@@ -338,9 +454,16 @@ static void start_round(struct broker_probe *p)
 static void send_start_ok(struct broker_probe *p, const struct amqp_target *t)
 {
     struct wbuf a = {.n = 0}, props = {.n = 0};
+    /* c2a-worker@host:master beside the workers' c2a-worker@host:pid (see
+     * c2a-worker.conf(5)), so that the broker's connection list tells hosts
+     * and processes apart. */
+    char host[256] = "", name[300];
+    if (gethostname(host, sizeof(host) - 1) < 0)
+        strcpy(host, "unknown");
+    snprintf(name, sizeof(name), "c2a-worker@%s:master", host);
     put_table_str(&props, "product", "c2a-worker");
     put_table_str(&props, "version", C2A_VERSION);
-    put_table_str(&props, "connection_name", "c2a-worker master (queue depths)");
+    put_table_str(&props, "connection_name", name);
     /* Without this capability RabbitMQ answers bad credentials by closing the
      * socket, and the operator would see "connection reset" instead of why. */
     struct wbuf caps = {.n = 0};
@@ -371,6 +494,59 @@ static void send_channel_open(struct broker_probe *p)
     struct wbuf a = {.n = 0};
     put_shortstr(&a, "");
     send_method(p, CHANNEL, 20, 10, &a);
+}
+
+static int on_declare_ok(struct broker_probe *p, struct rbuf *r)
+{
+    char name[256];
+    uint32_t msgs, cons;
+    if (get_shortstr(r, name, sizeof(name)) < 0 || get_u32(r, &msgs) < 0 ||
+        get_u32(r, &cons) < 0) {
+        probe_drop(p, "a short queue.declare-ok");
+        return -1;
+    }
+    struct probe_queue *q = &p->queues[p->asking];
+    q->exists = 1;
+    q->messages = msgs;
+    q->consumers = cons;
+    q->updated_mono_ms = now_mono_ms();
+    if (p->state == P_CHECKING) {
+        note_check_passed(p, q);
+    } else if (!q->checked) {
+        send_check(p, q);
+        return 0;
+    }
+    p->asking++;
+    ask_next(p);
+    return 0;
+}
+
+static void on_channel_close(struct broker_probe *p, struct rbuf *r)
+{
+    uint16_t code = 0;
+    char text[256] = "";
+    get_u16(r, &code);
+    get_shortstr(r, text, sizeof(text));
+    send_method(p, CHANNEL, 20, 41, NULL);
+    if (p->state == P_ASKING && code == 404) {
+        struct probe_queue *q = &p->queues[p->asking++];
+        q->exists = 0;
+        q->messages = q->consumers = 0;
+        q->updated_mono_ms = now_mono_ms();
+        /* Whoever makes it again may make it otherwise. */
+        q->checked = 0;
+        if (q->mismatch[0]) {
+            q->mismatch[0] = '\0';
+            update_queue_error(p);
+        }
+    } else if (p->state == P_CHECKING) {
+        note_check_refused(p, &p->queues[p->asking++], code, text);
+    } else {
+        log_warn("queue probe: channel closed by the broker: %u %s", code, text);
+        p->asking++;
+    }
+    p->state = P_REOPENING;
+    send_channel_open(p);
 }
 
 /* One method frame from the broker. Returns -1 when the connection was dropped. */
@@ -411,37 +587,12 @@ static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
         } else if (p->state == P_REOPENING) {
             ask_next(p);
         }
-    } else if (cls == 50 && meth == 11 && ch == CHANNEL && p->state == P_ASKING) {
-        char name[256];
-        uint32_t msgs, cons;
-        if (get_shortstr(r, name, sizeof(name)) < 0 || get_u32(r, &msgs) < 0 ||
-            get_u32(r, &cons) < 0) {
-            probe_drop(p, "a short queue.declare-ok");
+    } else if (cls == 50 && meth == 11 && ch == CHANNEL &&
+               (p->state == P_ASKING || p->state == P_CHECKING)) { /* queue.declare-ok */
+        if (on_declare_ok(p, r) < 0)
             return -1;
-        }
-        struct probe_queue *q = &p->queues[p->asking++];
-        q->exists = 1;
-        q->messages = msgs;
-        q->consumers = cons;
-        q->updated_mono_ms = now_mono_ms();
-        ask_next(p);
     } else if (cls == 20 && meth == 40) { /* channel.close */
-        uint16_t code = 0;
-        get_u16(r, &code);
-        send_method(p, CHANNEL, 20, 41, NULL);
-        if (p->state == P_ASKING && code == 404) {
-            struct probe_queue *q = &p->queues[p->asking++];
-            q->exists = 0;
-            q->messages = q->consumers = 0;
-            q->updated_mono_ms = now_mono_ms();
-        } else {
-            char text[256] = "";
-            get_shortstr(r, text, sizeof(text));
-            log_warn("queue probe: channel closed by the broker: %u %s", code, text);
-            p->asking++;
-        }
-        p->state = P_REOPENING;
-        send_channel_open(p);
+        on_channel_close(p, r);
     } else if (cls == 10 && meth == 50) { /* connection.close */
         uint16_t code = 0;
         char text[256] = "";
@@ -457,10 +608,44 @@ static int on_method(struct broker_probe *p, uint16_t ch, struct rbuf *r)
     return p->bev ? 0 : -1;
 }
 
+static void send_protocol_header(struct broker_probe *p)
+{
+    static const uint8_t header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
+    bufferevent_write(p->bev, header, sizeof(header));
+}
+
+/* The TLS relay's first line: "ok" once it is connected, or "error <reason>".
+ * Returns 1 when AMQP may start, 0 to wait for more, -1 when dropped. */
+static int read_relay_line(struct broker_probe *p, struct evbuffer *in)
+{
+    char *line = evbuffer_readln(in, NULL, EVBUFFER_EOL_LF);
+    if (!line) {
+        if (evbuffer_get_length(in) < TLS_RELAY_LINE_MAX)
+            return 0;
+        probe_drop(p, "the TLS relay said something else than its status");
+        return -1;
+    }
+    int ok = strcmp(line, "ok") == 0;
+    if (!ok) {
+        let_relay_go(p, 0); /* it is on its way out */
+        probe_drop(p, "%s", strncmp(line, "error ", 6) == 0 ? line + 6 : line);
+    }
+    free(line);
+    if (!ok)
+        return -1;
+    log_debug("queue probe: TLS relay %d is connected to %s:%d", (int)p->relay_pid, p->target.host,
+              p->target.port);
+    p->state = P_CONNECTING;
+    send_protocol_header(p);
+    return 1;
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     struct broker_probe *p = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    if (p->state == P_RELAYING && read_relay_line(p, in) <= 0)
+        return;
     for (;;) {
         uint8_t h[7];
         if (evbuffer_copyout(in, h, sizeof(h)) < (ev_ssize_t)sizeof(h))
@@ -505,18 +690,51 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct broker_probe *p = arg;
     if (what & BEV_EVENT_CONNECTED) {
-        static const uint8_t header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
         keep_from_exec(p);
-        bufferevent_write(bev, header, sizeof(header));
+        send_protocol_header(p);
         return;
     }
     int dns = bufferevent_socket_get_dns_error(bev);
     if (dns)
         probe_drop(p, "%s", evutil_gai_strerror(dns));
     else if (what & BEV_EVENT_EOF)
-        probe_drop(p, "the broker closed the connection");
+        probe_drop(p, "%s",
+                   p->state == P_RELAYING ? "the TLS relay ended without a word"
+                                          : "the broker closed the connection");
     else
         probe_drop(p, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+/* amqps://: the relay connects and does TLS; the probe talks to it. */
+static void connect_via_relay(struct broker_probe *p)
+{
+    struct tls_relay_args a = {-1,
+                               p->target.host,
+                               p->target.port,
+                               p->set.tls_ca,
+                               p->set.tls_cert,
+                               p->set.tls_key,
+                               p->set.tls_verify,
+                               TLS_RELAY_TIMEOUT_MS};
+    char err[256];
+    int fd = tls_spawn(&a, &p->relay_pid, err, sizeof(err));
+    if (fd < 0) {
+        probe_drop(p, "%s", err);
+        return;
+    }
+    log_debug("queue probe: TLS relay %d for %s:%d started", (int)p->relay_pid, p->target.host,
+              p->target.port);
+    evutil_make_socket_nonblocking(fd);
+    p->bev = bufferevent_socket_new(p->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!p->bev) {
+        close(fd);
+        probe_drop(p, "bufferevent_socket_new failed");
+        return;
+    }
+    bufferevent_setcb(p->bev, read_cb, NULL, event_cb, p);
+    bufferevent_enable(p->bev, EV_READ | EV_WRITE);
+    p->state = P_RELAYING;
+    p->step_started_mono_ms = now_mono_ms();
 }
 
 static void probe_connect(struct broker_probe *p)
@@ -528,6 +746,10 @@ static void probe_connect(struct broker_probe *p)
     const char *why;
     if (parse_target(p->urls[p->url_index], &p->target, &why) < 0) {
         probe_drop(p, "%s", why);
+        return;
+    }
+    if (p->target.tls) {
+        connect_via_relay(p);
         return;
     }
     p->bev = bufferevent_socket_new(p->base, -1, BEV_OPT_CLOSE_ON_FREE);
@@ -559,8 +781,10 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     case P_READY:
         start_round(p);
         break;
+    case P_RELAYING:
     case P_CONNECTING:
     case P_ASKING:
+    case P_CHECKING:
     case P_REOPENING:
         if (waited > PROBE_TIMEOUT_MS)
             probe_drop(p, "no answer in %d s", PROBE_TIMEOUT_MS / 1000);
@@ -575,6 +799,12 @@ static void set_targets(struct broker_probe *p, const struct config *cfg)
     for (int i = 0; i < cfg->n_urls; i++)
         p->urls[i] = xstrdup(cfg->urls[i]);
     p->url_index = 0;
+    p->set.tls_ca = xstrdup(cfg->tls_ca);
+    p->set.tls_cert = xstrdup(cfg->tls_cert);
+    p->set.tls_key = xstrdup(cfg->tls_key);
+    p->set.tls_verify = cfg->tls_verify;
+    p->set.quorum = strcmp(cfg->queue_type, "quorum") == 0;
+    p->set.max_priority = cfg->max_priority;
     p->queues = xcalloc((size_t)cfg->n_queues * 2 + 1, sizeof(*p->queues));
     p->n_queues = 0;
     for (int i = 0; i < cfg->n_queues; i++) {
@@ -598,6 +828,10 @@ static void clear_targets(struct broker_probe *p)
     free(p->urls);
     p->urls = NULL;
     p->n_urls = 0;
+    free(p->set.tls_ca);
+    free(p->set.tls_cert);
+    free(p->set.tls_key);
+    memset(&p->set, 0, sizeof(p->set));
     free(p->queues);
     p->queues = NULL;
     p->n_queues = 0;
@@ -620,6 +854,7 @@ struct broker_probe *probe_new(struct event_base *base, const struct config *cfg
     return p;
 }
 
+/* Whether cfg needs a new connection: other URLs, queues or TLS settings. */
 static int same_targets(const struct broker_probe *p, const struct config *cfg)
 {
     if (p->n_urls != cfg->n_urls || p->n_queues != cfg->n_queues * 2)
@@ -630,14 +865,15 @@ static int same_targets(const struct broker_probe *p, const struct config *cfg)
     for (int i = 0; i < cfg->n_queues; i++)
         if (strcmp(p->queues[2 * i].name, cfg->queues[i]) != 0)
             return 0;
-    return 1;
+    return strcmp(p->set.tls_ca, cfg->tls_ca) == 0 && strcmp(p->set.tls_cert, cfg->tls_cert) == 0 &&
+           strcmp(p->set.tls_key, cfg->tls_key) == 0 && p->set.tls_verify == cfg->tls_verify;
 }
 
 /* A polite goodbye: connection.close written straight to the socket, since
  * freeing a bufferevent discards what it has not sent. */
 static void say_goodbye(struct broker_probe *p)
 {
-    if (!p->bev || p->state == P_DOWN || p->state == P_CONNECTING)
+    if (!p->bev || !probe_connected(p))
         return;
     static const uint8_t close_frame[] = {
         FRAME_METHOD, 0, 0, 0, 0, 0, 11, 0, 10, 0, 50, 0, 200, 0, 0, 0, 0, 0, FRAME_END};
@@ -648,10 +884,18 @@ static void say_goodbye(struct broker_probe *p)
 
 void probe_configure(struct broker_probe *p, const struct config *cfg)
 {
-    if (same_targets(p, cfg))
+    if (same_targets(p, cfg)) {
+        /* The same connection, but the workers' arguments may have changed,
+         * and a queue may have been made again meanwhile: check every queue
+         * again; what /status shows stands until then. */
+        p->set.quorum = strcmp(cfg->queue_type, "quorum") == 0;
+        p->set.max_priority = cfg->max_priority;
+        for (int i = 0; i < p->n_queues; i++)
+            p->queues[i].checked = 0;
         return;
+    }
     say_goodbye(p);
-    close_bev(p);
+    close_conn(p, p->state == P_RELAYING);
     p->state = P_DOWN;
     clear_targets(p);
     set_targets(p, cfg);
@@ -664,7 +908,7 @@ void probe_free(struct broker_probe *p)
     if (!p)
         return;
     say_goodbye(p);
-    close_bev(p);
+    close_conn(p, p->state == P_RELAYING);
     event_free(p->tick);
     if (p->dns)
         evdns_base_free(p->dns, 0);
@@ -673,14 +917,32 @@ void probe_free(struct broker_probe *p)
     free(p);
 }
 
+int probe_reaped(struct broker_probe *p, pid_t pid, int status)
+{
+    if (!p || !pid || pid != p->relay_pid)
+        return 0;
+    p->relay_pid = 0;
+    log_debug("queue probe: TLS relay %d exited (status 0x%x)", (int)pid, status);
+    return 1;
+}
+
 int probe_connected(const struct broker_probe *p)
 {
-    return p->state == P_READY || p->state == P_ASKING || p->state == P_REOPENING;
+    return p->state == P_READY || p->state == P_ASKING || p->state == P_CHECKING ||
+           p->state == P_REOPENING;
 }
 
 const char *probe_error(const struct broker_probe *p)
 {
-    return probe_connected(p) ? "" : p->error;
+    return probe_connected(p) ? p->queue_error : p->error;
+}
+
+const struct probe_queue *probe_mismatch(const struct broker_probe *p)
+{
+    for (int i = 0; probe_connected(p) && i < p->n_queues; i++)
+        if (p->queues[i].mismatch[0])
+            return &p->queues[i];
+    return NULL;
 }
 
 const char *probe_url(const struct broker_probe *p)

@@ -8,6 +8,7 @@
  * backing off after boot failures.
  */
 #include "master.h"
+#include "broker_probe.h"
 #include "../common/backoff.h"
 #include "../common/log.h"
 #include "../common/util.h"
@@ -230,6 +231,10 @@ void children_reap(struct master *m)
             on_new_master_exit(m, status);
             continue;
         }
+        /* Not a worker, nothing to count or replace: the queue probe's TLS
+         * relays, and engine children of dead workers (we are their subreaper). */
+        if (probe_reaped(m->probe, pid, status))
+            continue;
         struct child *c = find_child(m, pid);
         if (!c)
             continue;

@@ -6,6 +6,7 @@
  * of spinning on accept().
  */
 #include "master.h"
+#include "broker_probe.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
@@ -242,6 +243,7 @@ static void handle_metrics(struct control *c, struct evhttp_request *req)
 /* 200 while at least one worker consumes; 503 with the reason otherwise. */
 static void handle_healthz(struct control *c, struct evhttp_request *req)
 {
+    char why[640];
     struct master *m = c->m;
     int consuming = 0, alive = 0, connected = 0;
     char berr[SCOREBOARD_ERR_LEN] = "", down[SCOREBOARD_ERR_LEN + 64];
@@ -268,7 +270,13 @@ static void handle_healthz(struct control *c, struct evhttp_request *req)
         reason = "paused";
     else if (!alive)
         reason = m->boot_failures ? "no worker alive: workers fail to boot" : "no worker alive";
-    else if (!connected)
+    else if (!connected && probe_mismatch(m->probe)) {
+        /* The workers cannot declare their topology: the broker is up. */
+        const struct probe_queue *q = probe_mismatch(m->probe);
+        snprintf(why, sizeof(why), "queue %s exists with other arguments: %s", q->name,
+                 q->mismatch);
+        reason = why;
+    } else if (!connected)
         reason = down;
     else if (!consuming)
         reason = "no worker is consuming";

@@ -10,6 +10,7 @@
  *   control_http.c  the control socket (evhttp)
  *   status.c        the /status document, built from the scoreboard
  *   broker_probe.c  queue depths, asked of the broker over AMQP
+ *   tls_spawn.c     the probe's amqps:// relay process (tls_relay.c is c2a-tls.so)
  *   pidfile.c       pidfile with a lock
  */
 #ifndef C2A_MASTER_H

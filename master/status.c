@@ -126,6 +126,7 @@ json_t *status_build(struct master *m, int full)
                               "consumers",
                               q.consumers < 0 ? json_null() : json_integer(q.consumers),
                               "exists", q.exists);
+        json_object_set_new(o, "error", q.mismatch[0] ? json_string(q.mismatch) : json_null());
         json_array_append_new(queues, o);
     }
 
@@ -149,9 +150,11 @@ json_t *status_build(struct master *m, int full)
     json_t *broker = json_object_get(doc, "broker");
     json_object_set_new(broker, "url", json_string(probe_url(m->probe)));
     json_object_set_new(broker, "probe_connected", json_boolean(probe_connected(m->probe)));
-    json_object_set_new(broker, "probe_error", probe_connected(m->probe)
+    /* While connected, null unless a queue exists with other arguments. */
+    const char *probe_err = probe_error(m->probe);
+    json_object_set_new(broker, "probe_error", probe_connected(m->probe) && !probe_err[0]
                                                    ? json_null()
-                                                   : json_string(probe_error(m->probe)));
+                                                   : json_string(probe_err));
     json_object_set_new(doc, "control", json_string(control_address(m->control)));
     json_object_set_new(doc, "master_rss_kb", json_integer((json_int_t)proc_rss_kb(getpid())));
     if (full)

@@ -123,10 +123,15 @@ void status_html(struct master *m, struct evbuffer *b)
     json_t *broker = json_object_get(st, "broker");
     evbuffer_add_printf(b, "</table>\n<h2>Queues</h2>\n<p>");
     esc(b, str(broker, "url"));
-    if (json_is_true(json_object_get(broker, "probe_connected")))
+    if (json_is_true(json_object_get(broker, "probe_connected"))) {
         evbuffer_add_printf(b, " &middot; <span class=\"ok\">asked every %d s</span>",
                             PROBE_INTERVAL_MS / 1000);
-    else {
+        if (str(broker, "probe_error")[0]) {
+            evbuffer_add_printf(b, " &middot; <span class=\"bad\">");
+            esc(b, str(broker, "probe_error"));
+            evbuffer_add_printf(b, "</span>");
+        }
+    } else {
         evbuffer_add_printf(b, " &middot; <span class=\"bad\">broker unreachable: ");
         esc(b, str(broker, "probe_error"));
         evbuffer_add_printf(b, "</span>");
@@ -151,6 +156,12 @@ void status_html(struct master *m, struct evbuffer *b)
                                 (long long)json_integer_value(cons));
         else
             evbuffer_add_printf(b, "</td><td>unknown</td><td>unknown</td></tr>\n");
+        if (str(q, "error")[0]) {
+            evbuffer_add_printf(b, "<tr><td class=\"l bad\" colspan=\"4\">"
+                                   "exists with other arguments than the workers': ");
+            esc(b, str(q, "error"));
+            evbuffer_add_printf(b, "</td></tr>\n");
+        }
     }
     evbuffer_add_printf(b, "</table>\n<h2>Configuration</h2>\n<table>");
     const char *sec;

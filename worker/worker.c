@@ -8,13 +8,12 @@
 #include "app.h"
 #include "pipeline.h"
 #include "../common/log.h"
+#include "../common/pkglib.h"
 #include "../common/util.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <libgen.h>
-#include <limits.h>
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
@@ -142,28 +141,6 @@ static int drop_privileges(const struct config *cfg)
     return 0;
 }
 
-/* The pipeline lives in c2a-pipeline.so beside the binary (a build tree) or in
- * PKGLIBDIR (installed), so that the master never loads its libraries. */
-static void *open_pipeline(char *err, size_t errlen)
-{
-    char exe[PATH_MAX], path[PATH_MAX + 32];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        snprintf(path, sizeof(path), "%s/c2a-pipeline.so", dirname(exe));
-        if (access(path, R_OK) == 0) {
-            void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-            if (!dl)
-                snprintf(err, errlen, "%s", dlerror());
-            return dl;
-        }
-    }
-    void *dl = dlopen(PKGLIBDIR "/c2a-pipeline.so", RTLD_NOW | RTLD_LOCAL);
-    if (!dl)
-        snprintf(err, errlen, "%s", dlerror());
-    return dl;
-}
-
 static void boot_fail(const char *msg)
 {
     log_error("boot failed: %s", msg);
@@ -219,7 +196,8 @@ void worker_main(const struct worker_args *a)
      * from a shared object consumes jobs when it has a handle(). */
     int builtin = strncmp(w.cfg->app, "builtin:", 8) == 0;
     if (builtin || w.app.app->handle) {
-        w.pipeline_dl = open_pipeline(err, sizeof(err));
+        /* Beside the binary or in PKGLIBDIR: the master never loads its libraries. */
+        w.pipeline_dl = pkglib_open("c2a-pipeline.so", err, sizeof(err));
         if (!w.pipeline_dl)
             boot_fail(err);
         w.pipeline_api = dlsym(w.pipeline_dl, PIPELINE_API_SYMBOL);

@@ -61,6 +61,12 @@ const char *probe_error(const struct broker_probe *p)
     return "connection refused <&\"'>";
 }
 
+/* A queue with other arguments than the workers', for /healthz's reason. */
+const struct probe_queue *probe_mismatch(const struct broker_probe *p)
+{
+    return p->queues[1].mismatch[0] ? &p->queues[1] : NULL;
+}
+
 const char *probe_url(const struct broker_probe *p)
 {
     (void)p;
@@ -151,7 +157,8 @@ static void fake_master(void)
     probe.queues[0] = (struct probe_queue){
         .name = "c2a.jobs", .exists = 1, .messages = 7, .consumers = 2, .updated_mono_ms = 1};
     probe.queues[1] = (struct probe_queue){
-        .name = "c2a.jobs.dead\"\n\\", .dead = 1, .exists = 1, .messages = -1, .consumers = -1};
+        .name = "c2a.jobs.dead\"\n\\", .dead = 1, .exists = 1, .messages = -1, .consumers = -1,
+        .mismatch = "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' <&\">"};
     m->probe = &probe;
 }
 

@@ -12,6 +12,9 @@ persistent messages survive), and close() always leaves nothing running.
         rb.stop(); rb.start()     # a full node restart on the same data
         rb.ctl("list_queues", "name", "messages")
 
+With tls=(cacertfile, certfile, keyfile) it also listens for AMQP over TLS on
+tls_port (tls_url), without asking clients for certificates.
+
 The node runs as the calling user (root or not: Debian's /usr/sbin wrappers,
 which switch to the rabbitmq user, are bypassed) with HOME in its own directory,
 so that its Erlang cookie is its own; rabbitmqctl runs the same way, in ctl().
@@ -57,7 +60,7 @@ def _port_open(port):
 
 
 class PrivateBroker:
-    def __init__(self, base, token=None, start_timeout=90):
+    def __init__(self, base, token=None, start_timeout=90, tls=None):
         self.base = Path(base)
         self.token = token or uuid.uuid4().hex[:8]
         self.node = f"c2a-fault-{self.token}@localhost"
@@ -77,12 +80,25 @@ class PrivateBroker:
             cookie.chmod(0o400)
         self.plugins_file = self.base / "enabled_plugins"
         self.plugins_file.write_text("[].\n")
+        self.tls_port = None
+        tls_conf = ""
+        if tls:
+            self.tls_port = _free_port()
+            while self.tls_port in (self.port, self.dist_port):
+                self.tls_port = _free_port()
+            ca, cert, key = tls
+            tls_conf = (f"listeners.ssl.default = 127.0.0.1:{self.tls_port}\n"
+                        f"ssl_options.cacertfile = {ca}\n"
+                        f"ssl_options.certfile = {cert}\n"
+                        f"ssl_options.keyfile = {key}\n"
+                        "ssl_options.verify = verify_none\n"
+                        "ssl_options.fail_if_no_peer_cert = false\n")
         self.config_file = self.base / "rabbitmq.conf"
         self.config_file.write_text(
             f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
             "loopback_users.guest = true\n"
             "log.console = false\n"
-            "log.file.level = info\n")
+            "log.file.level = info\n" + tls_conf)
         self.env_file = self.base / "rabbitmq-env.conf"  # empty: not /etc's
         self.env_file.write_text("")
         self.proc = None
@@ -92,6 +108,10 @@ class PrivateBroker:
     @property
     def url(self):
         return f"amqp://guest:guest@127.0.0.1:{self.port}/%2f"
+
+    @property
+    def tls_url(self):
+        return f"amqps://guest:guest@127.0.0.1:{self.tls_port}/%2f"
 
     def env(self):
         env = {k: v for k, v in os.environ.items() if not k.startswith("RABBITMQ_")}
@@ -144,6 +164,10 @@ class PrivateBroker:
             time.sleep(0.1)
         left = max(5, int(deadline - time.monotonic()))
         self.ctl("await_startup", "--timeout", str(left), timeout=left + 30)
+        while self.tls_port and not _port_open(self.tls_port):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no TLS listener on {self.tls_port}: {self.tail()}")
+            time.sleep(0.1)
         return self
 
     def stop(self, timeout=60):

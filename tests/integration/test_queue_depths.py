@@ -2,6 +2,7 @@
 itself (its own AMQP connection), every two seconds, and says "unknown" when it
 cannot."""
 
+import signal
 import time
 
 import requests
@@ -22,7 +23,7 @@ def test_depths_follow_the_broker(daemon, broker):
                   what="consumers counted")
     assert st[q]["kind"] == "work" and st[q]["messages"] == 0 and st[q]["exists"]
     assert st[q + ".dead"] == {"name": q + ".dead", "kind": "dead-letter", "messages": 0,
-                               "consumers": 0, "exists": True}
+                               "consumers": 0, "exists": True, "error": None}
     assert d.status()["broker"]["probe_connected"] is True
     assert d.status()["broker"]["probe_error"] is None
 
@@ -99,3 +100,70 @@ def test_unanswering_broker_never_stalls_the_master(daemon, tmp_path):
         assert worst < 2.5, worst
     finally:
         srv.close()
+
+
+def healthz(d):
+    r = requests.get(d.url + "/healthz", timeout=5)
+    return r.status_code, r.json()
+
+
+def test_queue_made_with_other_arguments_is_named(daemon, broker):
+    """A work queue made elsewhere as a quorum queue while the workers declare it
+    classic: every worker's declare fails (406) and no worker connects. /status,
+    the page and /healthz name the queue and the broker's reason instead of
+    "broker down", and the master logs it once, not every round."""
+    d = daemon(workers={"count": "1", "app": "builtin:noop"})
+    q = queue_name(d.tmp, d.name)
+    broker.ch.queue_declare(q, durable=True, arguments={"x-queue-type": "quorum"})
+    try:
+        d.start(wait_workers=False)
+        st = wait_for(lambda: (lambda x: x["broker"]["probe_error"] and x)(d.status()),
+                      what="the probe's verdict")
+        why = (f"PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '{q}' in "
+               "vhost '/': received none but current is the value 'quorum'")
+        assert st["broker"]["probe_connected"] is True
+        assert st["broker"]["probe_error"].startswith(f"queue {q}: {why}"), st["broker"]
+        work = queues(d)[q]
+        assert work["error"].startswith(why) and work["exists"] is True
+        # The passive declare still counts it.
+        assert work["messages"] == 0
+        assert queues(d)[q + ".dead"]["error"] is None
+        code, body = wait_for(lambda: (lambda h: h[0] == 503 and "arguments" in
+                                       h[1]["reason"] and h)(healthz(d)),
+                              what="/healthz naming the queue")
+        assert body["reason"].startswith(f"queue {q} exists with other arguments: {why}")
+        page = requests.get(d.url + "/", timeout=5).text
+        assert "exists with other arguments than the workers'" in page
+        assert f"inequivalent arg 'x-queue-type' for queue '{q}'" in page
+        # Two more rounds: still one line in the log.
+        time.sleep(2 * 2.2)
+        assert d.log().count(f"queue {q} exists with other arguments") == 1, d.log()
+    finally:
+        broker.ch.queue_delete(q)
+
+
+def test_other_priority_is_named_and_a_reload_checks_again(daemon, broker):
+    """x-max-priority 5 on the broker, 6 in the file: named, with the broker's
+    comparison (the probe sends the number as the workers do). A reload to 5
+    checks again and the error goes; the figures never stopped."""
+    d = daemon(workers={"count": "1", "app": "builtin:noop"}, broker={"max_priority": "6"})
+    q = queue_name(d.tmp, d.name)
+    broker.ch.queue_declare(q, durable=True, arguments={"x-max-priority": 5})
+    try:
+        d.start(wait_workers=False)
+        err = wait_for(lambda: queues(d)[q]["error"], what="the priority refused")
+        assert "inequivalent arg 'x-max-priority'" in err and "received '6' but current is '5'" \
+            in err, err
+        assert d.status()["broker"]["probe_error"] == f"queue {q}: {err}"
+        # Not a passive declare of the dead-letter queue: it has no priority.
+        assert queues(d)[q + ".dead"]["error"] is None
+
+        d.write_config(**dict(d.sections, broker={"max_priority": "5"}))
+        d.signal(signal.SIGHUP)
+        wait_for(lambda: queues(d)[q]["error"] is None, what="the error gone after the reload")
+        st = d.status()
+        assert st["broker"]["probe_error"] is None and st["broker"]["probe_connected"] is True
+        assert queues(d)[q]["messages"] == 0
+        assert f"queue probe: queue {q} has the workers' arguments now" in d.log()
+    finally:
+        broker.ch.queue_delete(q)

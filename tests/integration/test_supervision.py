@@ -66,7 +66,7 @@ def test_status_has_spec_fields(daemon):
     st = wait_for(lambda: (lambda x: x["queues"][0]["consumers"] == 2 and x)(d.status()),
                   what="queue figures")
     assert st["queues"][0] == {"name": queue, "kind": "work", "messages": 0, "consumers": 2,
-                               "exists": True}
+                               "exists": True, "error": None}
     assert st["broker"]["connected"] is True  # the workers' connections
     assert st["broker"]["probe_connected"] is True  # the master's own
     assert all(w["broker_connected"] for w in st["workers"])
