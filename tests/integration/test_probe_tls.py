@@ -175,18 +175,21 @@ def test_amqps_probe_through_the_relay(daemon, tls_broker):
     q = queue_name(d.tmp, d.name)
     conn = pika.BlockingConnection(pika.URLParameters(rb.url))
     ch = conn.channel()
+    # The workers consume over TLS too: the figures to watch are the dead-letter
+    # queue's, which nobody consumes.
     ch.queue_declare(q, durable=True)
+    ch.queue_declare(q + ".dead", durable=True)
     for i in range(3):
-        ch.basic_publish("", q, b"{}")
+        ch.basic_publish("", q + ".dead", b"{}")
     conn.close()
 
     d.start(wait_workers=False)
     master = d.master_pid
-    st = wait_for(lambda: (lambda x: x["queues"][0]["messages"] == 3 and x)(d.status()),
+    st = wait_for(lambda: (lambda x: x["queues"][1]["messages"] == 3 and x)(d.status()),
                   timeout=15, what="depths over TLS")
     assert st["broker"]["probe_connected"] is True and st["broker"]["probe_error"] is None
     assert [(x["name"], x["exists"], x["error"]) for x in st["queues"]] == [
-        (q, True, None), (q + ".dead", False, None)]
+        (q, True, None), (q + ".dead", True, None)]
 
     # OpenSSL is in the relay, not in the master.
     assert tls_maps(master) == []
@@ -229,7 +232,7 @@ def test_amqps_probe_through_the_relay(daemon, tls_broker):
                    broker={"url": url, "tls_ca": str(rb.other_ca), "tls_verify": "no"})
     d.signal(signal.SIGHUP)
     wait_for(lambda: (lambda x: x["broker"]["probe_connected"] and
-                      x["queues"][0]["messages"] == 3)(d.status()), timeout=15,
+                      x["queues"][1]["messages"] == 3)(d.status()), timeout=15,
              what="connected without verification")
     assert tls_maps(master) == []
 
