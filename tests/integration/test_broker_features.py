@@ -154,3 +154,21 @@ def test_c2actl_fails_over_to_the_next_url(tmp_path, broker):
         assert broker.depth(q) == 1
     finally:
         broker.ch.queue_delete(q)
+
+
+def test_quorum_retry_goes_through_a_quorum_delay_queue(daemon, broker, test_app):
+    # One node is enough for quorum queues; the cluster test covers node loss.
+    d = daemon(workers={"count": "1", "app": test_app("okapp", "ok_app")},
+               broker={"queue_type": "quorum", "max_attempts": "2"}).start()
+    q = queue_of(d)
+    broker.publish(q, {"id": "qr", "payload": "fail-transient"})
+    res = broker.wait_results(1, timeout=30)["qr"]
+    # Attempt 1 failed, went through <q>.retry.1000 and came back for attempt 2.
+    assert res["attempts"] == 2 and res["error"]["code"] == "upstream_down", res
+    for name in (q, q + ".dead", q + ".retry.1000"):
+        out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "type", "arguments"],
+                             capture_output=True, text=True, timeout=30).stdout
+        line = next(x for x in out.splitlines() if x.split("\t")[0] == name)
+        assert "quorum" in line, line
+    assert "at-least-once" in line and "reject-publish" in line, line
+    assert len(broker.get_all(q + ".dead")) == 1
