@@ -314,8 +314,9 @@ def worker_nodes(cluster, daemons, live=None):
     out = {d.name: {} for d in daemons}
     for c in cluster.connections(live):
         name = c["connection_name"] or ""
-        if name.startswith("c2a-worker@"):
-            pid = int(name.rsplit(":", 1)[1])
+        tail = name.rsplit(":", 1)[-1]
+        if name.startswith("c2a-worker@") and tail.isdigit():  # not the ...:master probe
+            pid = int(tail)
             if pid in pids:
                 out[pids[pid]][pid] = c["node"]
     return out
