@@ -38,7 +38,7 @@ SANITIZE = os.environ.get("C2A_SANITIZE") == "1"
 JOBS = int(os.environ.get("C2A_CLUSTER_JOBS") or (1000 if SANITIZE else 3000))
 # The producer spreads the jobs over this many seconds, so that the node stop
 # lands in the middle of a steady stream whatever the machine's speed.
-PUBLISH_SECONDS = float(os.environ.get("C2A_CLUSTER_PUBLISH_SECONDS", "30"))
+PUBLISH_SECONDS = float(os.environ.get("C2A_CLUSTER_PUBLISH_SECONDS", "20"))
 RECONNECT_S = 15  # the daemons must be on a live node this long after the stop
 DOWN_S = 5  # the stopped node stays down at least this long
 STALL_S = 60  # fail when no result came for this long

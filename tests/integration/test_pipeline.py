@@ -294,7 +294,7 @@ def test_a_long_job_keeps_the_broker_connection(daemon, broker):
                speech={"max_chars": "1000000", "max_duration": "86400"}).start()
     q = queue_of(d)
     # About 25 s of synthesis and Opus encoding here; a sanitizer build is slower.
-    repeat = 100 if os.environ.get("C2A_SANITIZE") == "1" else 240
+    repeat = 120 if os.environ.get("C2A_SANITIZE") == "1" else 240
     t0 = time.monotonic()
     broker.publish(q, {"id": "long", "text": (TEXT + " ") * repeat, "format": "opus",
                        "sample_rate": 48000})
