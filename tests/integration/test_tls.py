@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import ssl
+import threading
 import time
 
 import pika
@@ -37,24 +38,41 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tls_node(tmp_path_factory, pki):
-    rb = TLSBroker(tmp_path_factory.mktemp("tls-node"), pki)
+def _nodes(tmp_path_factory, pki):
+    """Both nodes of the module, booted side by side (each takes ten seconds or
+    more): a TLS-only node, and one that also requires a client certificate
+    its CA signed."""
+    nodes = [TLSBroker(tmp_path_factory.mktemp("tls-node"), pki),
+             TLSBroker(tmp_path_factory.mktemp("strict-node"), pki, require_client_cert=True)]
+    errors = []
+
+    def boot(rb):
+        try:
+            rb.start()
+        except Exception as e:  # raised below, once both are done
+            errors.append(e)
+    threads = [threading.Thread(target=boot, args=(rb,)) for rb in nodes]
     try:
-        rb.start()
-        yield rb
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        yield nodes
     finally:
-        rb.close()
+        for rb in nodes:
+            rb.close()
 
 
-@pytest.fixture(scope="module")
-def strict_node(tmp_path_factory, pki):
-    """A TLS-only node that requires a client certificate its CA signed."""
-    rb = TLSBroker(tmp_path_factory.mktemp("strict-node"), pki, require_client_cert=True)
-    try:
-        rb.start()
-        yield rb
-    finally:
-        rb.close()
+@pytest.fixture
+def tls_node(_nodes):
+    return _nodes[0]
+
+
+@pytest.fixture
+def strict_node(_nodes):
+    return _nodes[1]
 
 
 def tls_params(url, ca, cert=None, key=None):
