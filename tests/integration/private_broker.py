@@ -59,6 +59,25 @@ def _port_open(port):
         return False
 
 
+def in_parallel(fn, items):
+    """fn(x) for each item on threads of its own (node boots are mostly
+    waiting); the first exception is raised once all have finished."""
+    errors = []
+
+    def call(x):
+        try:
+            fn(x)
+        except Exception as e:  # re-raised below
+            errors.append(e)
+    threads = [threading.Thread(target=call, args=(x,), daemon=True) for x in items]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
 class PrivateBroker:
     def __init__(self, base, token=None, start_timeout=90, tls=None):
         self.base = Path(base)
@@ -333,24 +352,6 @@ class PrivateCluster:
                        "--formatter", "json")
         return {q.pop("name"): q for q in json.loads(out or "[]")}
 
-    def _parallel(self, fn, indices):
-        """fn(i) for each index on threads of its own (node boots are mostly
-        waiting); the first exception is raised once all have finished."""
-        errors = []
-
-        def call(i):
-            try:
-                fn(i)
-            except Exception as e:  # re-raised below
-                errors.append(e)
-        threads = [threading.Thread(target=call, args=(i,), daemon=True) for i in indices]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-
     def start(self, i=None):
         """start(): boot every node and form the cluster; start(i): bring node i
         back (it rejoins the running cluster on its own). Either way, wait until
@@ -362,7 +363,7 @@ class PrivateCluster:
         try:
             # Every node boots on its own at once; then the others join node 0 one
             # after the other (concurrent joins to one node race in Mnesia).
-            self._parallel(lambda k: self.nodes[k].start(), range(len(self.nodes)))
+            in_parallel(lambda k: self.nodes[k].start(), range(len(self.nodes)))
             first = self.nodes[0].node
             for node in self.nodes[1:]:
                 node.ctl("stop_app")
@@ -395,7 +396,7 @@ class PrivateCluster:
 
     def close(self):
         """Always safe: stops every node (at once), kills what remains."""
-        self._parallel(lambda k: self.nodes[k].close(), range(len(self.nodes)))
+        in_parallel(lambda k: self.nodes[k].close(), range(len(self.nodes)))
 
     def tail(self, n=2000):
         return "\n".join(f"=== {node.node}\n{node.tail(n)}" for node in self.nodes)

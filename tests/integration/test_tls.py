@@ -13,14 +13,13 @@ import json
 import logging
 import os
 import ssl
-import threading
 import time
 
 import pika
 import pytest
 
 from conftest import BIN, queue_name, run, wait_for
-from private_broker import TLSBroker, available, make_test_pki
+from private_broker import TLSBroker, available, in_parallel, make_test_pki
 
 logging.getLogger("pika").setLevel(logging.CRITICAL)
 
@@ -44,21 +43,8 @@ def _nodes(tmp_path_factory, pki):
     its CA signed."""
     nodes = [TLSBroker(tmp_path_factory.mktemp("tls-node"), pki),
              TLSBroker(tmp_path_factory.mktemp("strict-node"), pki, require_client_cert=True)]
-    errors = []
-
-    def boot(rb):
-        try:
-            rb.start()
-        except Exception as e:  # raised below, once both are done
-            errors.append(e)
-    threads = [threading.Thread(target=boot, args=(rb,)) for rb in nodes]
     try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
+        in_parallel(lambda rb: rb.start(), nodes)
         yield nodes
     finally:
         for rb in nodes:
