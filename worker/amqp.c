@@ -86,8 +86,8 @@ static int check(struct amqp_link *l, const char *what, char *err, size_t errlen
     if (amqp_reply_is_precondition(r)) {
         /* "channel closed: 406 PRECONDITION_FAILED - inequivalent arg ..." */
         const char *why = strstr(text, "406 ");
-        snprintf(err, errlen, "%s exists with other arguments: %s; delete it or set [broker] "
-                 "queue_type and max_priority to match", what, why ? why : text);
+        snprintf(err, errlen, "%s exists with other arguments: %s; delete it or change "
+                 "[broker] to match", what, why ? why : text);
     } else {
         snprintf(err, errlen, "%s: %s", what, text);
     }
