@@ -71,7 +71,7 @@ TLSLIB     := $(BUILD)/c2a-tls.so
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TEST_APPS  := $(patsubst tests/apps/%.c,$(BUILD)/tests/%.so,$(wildcard tests/apps/*.c))
-TEST_TOOLS := $(BUILD)/tests/sfinfo $(BUILD)/tests/keepstderr.so
+TEST_TOOLS := $(BUILD)/tests/sfinfo $(BUILD)/tests/keepstderr.so $(BUILD)/tests/fsynctrace.so
 
 BIN := $(BUILD)/c2a-worker
 CTL := $(BUILD)/c2actl
@@ -119,6 +119,11 @@ $(BUILD)/tests/sfinfo: tests/tools/sfinfo.c
 # Preloaded by the integration tests into a sanitizer build's processes, so it is
 # built without sanitizers: see the file.
 $(BUILD)/tests/keepstderr.so: tests/tools/keepstderr.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
+
+# Preloaded by test_durability.py: traces fsync and rename (see the file).
+$(BUILD)/tests/fsynctrace.so: tests/tools/fsynctrace.c
 	@mkdir -p $(dir $@)
 	$(CC) -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl
 

@@ -120,6 +120,8 @@ static const struct config_key keys[] = {
 
     {"output", "dir", CT_PATH, OFF(output_dir), "/var/lib/c2a-worker/audio", 0, 0, NULL, 0,
      "directory the audio files are written to"},
+    {"output", "fsync", CT_BOOL, OFF(output_fsync), "yes", 0, 0, NULL, 0,
+     "flush each file and its directory entry to disk before its result is published"},
     {"output", "keep_uploaded", CT_BOOL, OFF(keep_uploaded), "yes", 0, 0, NULL, 0,
      "keep the local file of a job whose audio was uploaded (job field keep_file)"},
 };

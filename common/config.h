@@ -73,6 +73,7 @@ struct config {
     char *user_agent;
     /* [output] */
     char *output_dir;
+    int output_fsync;
     int keep_uploaded;
 
     char *path; /* the file this came from */

@@ -85,7 +85,7 @@ static int sha256_file(int fd, char hex[65], uint64_t *bytes)
     return 0;
 }
 
-static int fsync_dir(const char *dir)
+int encode_flush_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -102,15 +102,123 @@ struct encoder {
     int fd;
     int out_rate;
     uint64_t frames;
+    /* libsndfile's writes, gathered: buf holds the bytes from buf_off on; pos
+     * and len are libsndfile's idea of the position and the length. */
+    sf_count_t pos, len, buf_off;
+    size_t buf_len;
+    int io_errno;
     char dir[4096];
     char tmp[4096];
     char path[4096];
     float in[BLOCK_FRAMES];
-    float out[BLOCK_FRAMES * 8]; /* room for resampling up to 8x per block */
+    float *out; /* resampling only: room for up to 8x per block */
+    char buf[ENCODE_WRITE_BLOCK];
 };
 
+#define OUT_FRAMES (BLOCK_FRAMES * 8)
+
+static int pwrite_all(int fd, const char *p, size_t n, off_t off)
+{
+    while (n) {
+        ssize_t k = pwrite(fd, p, n, off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return -1;
+        p += k;
+        n -= (size_t)k;
+        off += k;
+    }
+    return 0;
+}
+
+static int vio_flush(struct encoder *e)
+{
+    if (e->buf_len && !e->io_errno && pwrite_all(e->fd, e->buf, e->buf_len, e->buf_off) < 0)
+        e->io_errno = errno ? errno : EIO;
+    e->buf_len = 0;
+    return e->io_errno ? -1 : 0;
+}
+
+static sf_count_t vio_filelen(void *u)
+{
+    return ((struct encoder *)u)->len;
+}
+
+static sf_count_t vio_seek(sf_count_t off, int whence, void *u)
+{
+    struct encoder *e = u;
+    sf_count_t to = whence == SEEK_SET ? off : whence == SEEK_CUR ? e->pos + off : e->len + off;
+    if (to < 0)
+        return -1;
+    e->pos = to;
+    return to;
+}
+
+static sf_count_t vio_read(void *ptr, sf_count_t n, void *u)
+{
+    struct encoder *e = u;
+    if (vio_flush(e) < 0)
+        return 0;
+    ssize_t k = pread(e->fd, ptr, (size_t)n, e->pos);
+    if (k < 0) {
+        e->io_errno = errno;
+        return 0;
+    }
+    e->pos += k;
+    return k;
+}
+
+static sf_count_t vio_write(const void *ptr, sf_count_t n, void *u)
+{
+    struct encoder *e = u;
+    if (e->buf_len && e->pos != e->buf_off + (sf_count_t)e->buf_len)
+        vio_flush(e); /* a seek back (the header, at close) */
+    if (e->buf_len + (size_t)n > sizeof(e->buf))
+        vio_flush(e);
+    if (e->io_errno)
+        return 0;
+    if ((size_t)n >= sizeof(e->buf)) {
+        if (pwrite_all(e->fd, ptr, (size_t)n, e->pos) < 0) {
+            e->io_errno = errno ? errno : EIO;
+            return 0;
+        }
+    } else {
+        if (!e->buf_len)
+            e->buf_off = e->pos;
+        memcpy(e->buf + e->buf_len, ptr, (size_t)n);
+        e->buf_len += (size_t)n;
+    }
+    e->pos += n;
+    if (e->pos > e->len)
+        e->len = e->pos;
+    return n;
+}
+
+static sf_count_t vio_tell(void *u)
+{
+    return ((struct encoder *)u)->pos;
+}
+
+static SF_VIRTUAL_IO vio = {vio_filelen, vio_seek, vio_read, vio_write, vio_tell};
+
+/* The reason of a failed libsndfile call: ours when our I/O failed. */
+static const char *sf_reason(struct encoder *e, SNDFILE *sf)
+{
+    return e->io_errno ? strerror(e->io_errno) : sf_strerror(sf);
+}
+
+void encode_tmp_path(char *out, size_t len, const char *dir, const char *tag, const char *name)
+{
+    if (tag)
+        snprintf(out, len, "%s/" ENCODE_TMP_DIR "/%s.%s", dir, tag, name);
+    else
+        snprintf(out, len, "%s/" ENCODE_TMP_DIR "/%d.%s", dir, (int)getpid(), name);
+}
+
 struct encoder *encoder_open(const char *format, int in_rate, int out_rate, const char *dir,
-                             const char *name, int *permanent, char *err, size_t errlen)
+                             const char *name, const char *tag, int *permanent, char *err,
+                             size_t errlen)
 {
     *permanent = 0;
     int fi = find_format(format);
@@ -150,24 +258,25 @@ struct encoder *encoder_open(const char *format, int in_rate, int out_rate, cons
     e->out_rate = out_rate;
     strlcpy_c2a(e->dir, dir, sizeof(e->dir));
     snprintf(e->path, sizeof(e->path), "%s/%s", dir, name);
-    snprintf(e->tmp, sizeof(e->tmp), "%s/" ENCODE_TMP_DIR, dir);
-    if (mkdir(e->tmp, 0755) < 0 && errno != EEXIST) {
-        snprintf(err, errlen, "%s: %s", e->tmp, strerror(errno));
-        free(e);
-        return NULL;
-    }
-    snprintf(e->tmp, sizeof(e->tmp), "%s/" ENCODE_TMP_DIR "/%d.%s", dir, (int)getpid(), name);
+    encode_tmp_path(e->tmp, sizeof(e->tmp), dir, tag, name);
     e->fd = open(e->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (e->fd < 0 && errno == ENOENT) {
+        /* The first file, or someone removed the directory of temporary files. */
+        char tmpdir[sizeof(e->tmp)];
+        snprintf(tmpdir, sizeof(tmpdir), "%s/" ENCODE_TMP_DIR, dir);
+        if (mkdir(tmpdir, 0755) == 0 || errno == EEXIST)
+            e->fd = open(e->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    }
     if (e->fd < 0) {
         snprintf(err, errlen, "%s: %s", e->tmp, strerror(errno));
         free(e);
         return NULL;
     }
-    e->sf = sf_open_fd(e->fd, SFM_WRITE, &info, 0);
+    e->sf = sf_open_virtual(&vio, SFM_WRITE, &info, e);
     if (!e->sf) {
         /* libsndfile refuses some rates only when it opens the codec. */
-        *permanent = 1;
-        snprintf(err, errlen, "format: %s at %d Hz: %s", format, out_rate, sf_strerror(NULL));
+        *permanent = !e->io_errno;
+        snprintf(err, errlen, "format: %s at %d Hz: %s", format, out_rate, sf_reason(e, NULL));
         encoder_abort(e);
         return NULL;
     }
@@ -184,6 +293,7 @@ struct encoder *encoder_open(const char *format, int in_rate, int out_rate, cons
             return NULL;
         }
         e->ratio = (double)out_rate / in_rate;
+        e->out = xmalloc(OUT_FRAMES * sizeof(float));
     }
     return e;
 }
@@ -191,7 +301,7 @@ struct encoder *encoder_open(const char *format, int in_rate, int out_rate, cons
 static int write_float(struct encoder *e, const float *f, size_t n, char *err, size_t errlen)
 {
     if (n && sf_writef_float(e->sf, f, (sf_count_t)n) != (sf_count_t)n) {
-        snprintf(err, errlen, "writing: %s", sf_strerror(e->sf));
+        snprintf(err, errlen, "writing: %s", sf_reason(e, e->sf));
         return -1;
     }
     e->frames += n;
@@ -206,7 +316,7 @@ static int resample_block(struct encoder *e, const float *in, size_t n, int end,
                   .end_of_input = end};
     do {
         d.data_out = e->out;
-        d.output_frames = (long)ARRAY_LEN(e->out);
+        d.output_frames = OUT_FRAMES;
         int rc = src_process(e->src, &d);
         if (rc) {
             snprintf(err, errlen, "resampling: %s", src_strerror(rc));
@@ -231,7 +341,7 @@ int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char
                 return -1;
         } else {
             if (sf_writef_short(e->sf, samples + done, (sf_count_t)n) != (sf_count_t)n) {
-                snprintf(err, errlen, "writing: %s", sf_strerror(e->sf));
+                snprintf(err, errlen, "writing: %s", sf_reason(e, e->sf));
                 return -1;
             }
             e->frames += n;
@@ -241,55 +351,88 @@ int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char
     return 0;
 }
 
+static void encoder_free(struct encoder *e)
+{
+    if (e->src)
+        src_delete(e->src);
+    if (e->fd >= 0)
+        close(e->fd);
+    free(e->out);
+    free(e);
+}
+
 void encoder_abort(struct encoder *e)
 {
     if (!e)
         return;
     if (e->sf)
         sf_close(e->sf);
-    if (e->src)
-        src_delete(e->src);
-    close(e->fd);
     unlink(e->tmp);
-    free(e);
+    encoder_free(e);
 }
 
-int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen)
+int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     if (e->src && resample_block(e, e->in, 0, 1, err, errlen) < 0)
         goto fail;
     int rc = sf_close(e->sf);
     e->sf = NULL;
-    if (rc != 0) {
-        snprintf(err, errlen, "closing: %s", sf_strerror(NULL));
+    if (rc != 0 || vio_flush(e) < 0) {
+        snprintf(err, errlen, "closing %s: %s", e->tmp, sf_reason(e, NULL));
         goto fail;
     }
-    if (fsync(e->fd) < 0) {
-        snprintf(err, errlen, "fsync %s: %s", e->tmp, strerror(errno));
-        goto fail;
-    }
-    if (sha256_file(e->fd, out->sha256, &out->bytes) < 0) {
-        snprintf(err, errlen, "reading back %s: %s", e->tmp, strerror(errno));
-        goto fail;
-    }
-    if (rename(e->tmp, e->path) < 0) {
-        snprintf(err, errlen, "rename to %s: %s", e->path, strerror(errno));
-        goto fail;
-    }
-    fsync_dir(e->dir);
     strlcpy_c2a(out->path, e->path, sizeof(out->path));
     out->sample_rate = e->out_rate;
     out->channels = 1;
     out->duration_ms = (int64_t)(e->frames * 1000 / (uint64_t)e->out_rate);
-    if (e->src)
-        src_delete(e->src);
-    close(e->fd);
-    free(e);
+    out->bytes = (uint64_t)e->len;
+    encoder_free(e);
     return 0;
 fail:
     encoder_abort(e);
     return -1;
+}
+
+int encode_commit(const char *tmp, const char *path, int flush, struct encoded *out, char *err,
+                  size_t errlen)
+{
+    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    const char *what = "reading back";
+    int rc = sha256_file(fd, out->sha256, &out->bytes);
+    if (rc == 0 && flush) {
+        what = "fsync";
+        rc = fsync(fd);
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "%s %s: %s", what, tmp, strerror(errno));
+    close(fd);
+    if (rc == 0 && rename(tmp, path) < 0) {
+        snprintf(err, errlen, "rename to %s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    if (rc < 0)
+        unlink(tmp);
+    return rc;
+}
+
+int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen)
+{
+    char tmp[sizeof(e->tmp)], path[sizeof(e->path)], dir[sizeof(e->dir)];
+    memcpy(tmp, e->tmp, sizeof(tmp));
+    memcpy(path, e->path, sizeof(path));
+    memcpy(dir, e->dir, sizeof(dir));
+    if (encoder_close(e, out, err, errlen) < 0 || encode_commit(tmp, path, 1, out, err, errlen) < 0)
+        return -1;
+    if (encode_flush_dir(dir) < 0) {
+        snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* Whether pid is a live process: a zombie (a writer killed a moment ago and not
@@ -337,7 +480,7 @@ int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, cons
 {
     memset(out, 0, sizeof(*out));
     struct encoder *e =
-        encoder_open(format, pcm->rate, out_rate, dir, name, permanent, err, errlen);
+        encoder_open(format, pcm->rate, out_rate, dir, name, NULL, permanent, err, errlen);
     if (!e)
         return -1;
     if (encoder_write(e, pcm->samples, pcm->frames, err, errlen) < 0) {

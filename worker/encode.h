@@ -1,8 +1,9 @@
 /*
  * Encoding PCM to a file with libsndfile (wav, flac, ogg/vorbis, opus, mp3),
  * resampled with libsamplerate, written atomically: a temporary file in the
- * output directory, fsync, rename, fsync of the directory. CPU work: runs on the
- * synthesis thread, never on a worker's event loop.
+ * output directory, fsync, rename, fsync of the directory. The encoding runs in
+ * the engine child; the commit (hash, fsync, rename, the directory's fsync) in
+ * the worker's commit thread (commit.h), never on a worker's event loop.
  */
 #ifndef C2A_ENCODE_H
 #define C2A_ENCODE_H
@@ -32,18 +33,41 @@ const char *encode_extension(const char *format);
 int encode_output_rate(const char *format, int want, int input_rate);
 
 /* Streaming: open a temporary file in dir for dir/name, write mono 16-bit
- * blocks of in_rate audio as they come (resampled to out_rate), then finish
- * (close, fsync, hash, rename) or abort (remove the temporary file). Memory
- * stays bounded whatever the length of the audio. Errors come with a reason in
- * err and *permanent set when retrying cannot help (a rate the codec refuses)
- * rather than a transient failure (disk full). */
+ * blocks of in_rate audio as they come (resampled to out_rate), then close it
+ * (the audio is complete in the temporary file) and commit it (hash, fsync,
+ * rename), or abort (remove the temporary file). Memory stays bounded whatever
+ * the length of the audio; libsndfile's many small writes reach the file in
+ * blocks of ENCODE_WRITE_BLOCK. Errors come with a reason in err and
+ * *permanent set when retrying cannot help (a rate the codec refuses) rather
+ * than a transient failure (disk full).
+ *
+ * The temporary file is <dir>/.c2a-tmp/<tag>.<name>; tag NULL means the
+ * process id. It must start with the id of a process that lives as long as the
+ * file is wanted (encode_clean_stale()). */
+#define ENCODE_WRITE_BLOCK (64 * 1024)
 struct encoder;
 struct encoder *encoder_open(const char *format, int in_rate, int out_rate, const char *dir,
-                             const char *name, int *permanent, char *err, size_t errlen);
+                             const char *name, const char *tag, int *permanent, char *err,
+                             size_t errlen);
 int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char *err,
                   size_t errlen);
+/* Close and free the encoder: out gets the final path, the rate, channels and
+ * duration; the temporary file is complete but neither flushed, hashed nor
+ * renamed (encode_commit()). On failure it is removed. */
+int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errlen);
+/* Close and commit at once, the directory flushed too; frees the encoder. */
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);
 void encoder_abort(struct encoder *e);
+
+/* The temporary path of dir/name for a tag (as encoder_open() makes it). */
+void encode_tmp_path(char *out, size_t len, const char *dir, const char *tag, const char *name);
+/* Make the closed temporary file tmp the file at path: its size and SHA-256 into
+ * out->bytes and out->sha256, fsync when flush, then rename. The directory entry
+ * is durable only after encode_flush_dir(). */
+int encode_commit(const char *tmp, const char *path, int flush, struct encoded *out, char *err,
+                  size_t errlen);
+/* fsync of a directory: its renames are on disk. */
+int encode_flush_dir(const char *dir);
 
 /* The file name of a job's audio: its output field, else <id>.<ext>. */
 struct job;

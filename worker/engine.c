@@ -88,6 +88,7 @@ static void encode_work(struct wbuf *b, const struct synth_work *w)
         put_int(b, j->volume);
         put_int(b, j->marks);
         wbuf_str(b, j->output);
+        wbuf_str(b, w->tmp_tag);
         put_int(b, j->engine);
         put_int(b, j->include_text);
         put_int(b, w->max_chars);
@@ -136,6 +137,7 @@ static int decode_work(struct rbuf *r, struct synth_work *w, struct job *j)
     j->volume = get_int(r);
     j->marks = get_int(r);
     rbuf_strcpy(r, j->output, sizeof(j->output));
+    w->tmp_tag = rbuf_strdup(r, 1);
     j->engine = (enum job_engine)get_int(r);
     j->include_text = get_int(r);
     w->job = j;
@@ -352,6 +354,7 @@ static void child_run(struct engine *e, struct synth *s, struct rbuf *r, struct 
     free((char *)w.app_job.id);
     free((char *)w.app_job.body);
     free((char *)w.raw_type);
+    free((char *)w.tmp_tag);
     free((struct wav_part *)w.wavs);
     job_clear(&job);
 }

@@ -1,6 +1,7 @@
 #include "pipeline.h"
 #include "amqp.h"
 #include "amqp_open.h"
+#include "commit.h"
 #include "content.h"
 #include "encode.h"
 #include "engine.h"
@@ -31,6 +32,7 @@ enum task_phase {
     PH_SYNTH,    /* waiting for the engine: espeak, or preparing pieces for the http engine */
     PH_TTS,      /* http engine: one request per piece, in order */
     PH_RENDER,   /* waiting for the engine: decode the WAV answers, encode */
+    PH_COMMIT,   /* the file is written: the commit thread flushes and renames it */
     PH_UPLOAD,   /* PUT of the audio to upload_url */
     PH_CALLBACK, /* POST of the result to callback_url */
 };
@@ -55,6 +57,8 @@ struct task {
     struct amqp_delivery *d;
     struct job job;
     struct synth_work work;
+    char tmp_tag[32];          /* the engine's temporary file for this attempt, if any */
+    struct commit_req *commit; /* in the commit thread */
     int attempts;          /* this attempt, 1-based */
     int crashes;           /* engine crashes and timeouts charged to the job so far */
     unsigned pending;      /* publishes not yet confirmed */
@@ -84,6 +88,8 @@ struct pipeline {
     struct pipeline_env env;
     struct amqp_link *link;
     struct engine *engine;
+    struct committer *committer;
+    uint64_t tmp_seq;
     const struct http_api *http; /* c2a-http.so, once a job needed it */
     struct fetcher *fetcher;
     /* Received and not finished, in order of arrival: waiting for the engine or
@@ -150,6 +156,8 @@ static void task_free(struct task *t)
     if (!t)
         return;
     net_cancel(t);
+    if (t->commit)
+        t->commit->arg = NULL; /* it completes without us */
     atomic_fetch_sub(&t->slot->jobs_in_hand, 1);
     free(t->raw);
     synth_free_pieces(t->pieces, t->n_pieces);
@@ -626,8 +634,69 @@ static void app_done(struct pipeline *p, struct task *t)
  * for transient failures. */
 #define CRASH_LIMIT 2
 
+/* The path of the task's temporary file and of its audio. */
+static void task_paths(struct pipeline *p, const struct task *t, struct commit_req *r)
+{
+    char name[JOB_NAME_MAX + 16];
+    encode_job_name(&t->job, name, sizeof(name));
+    const char *dir = p->env.cfg->output_dir;
+    encode_tmp_path(r->tmp, sizeof(r->tmp), dir, t->tmp_tag, name);
+    snprintf(r->path, sizeof(r->path), "%s/%s", dir, name);
+}
+
+/* The engine's temporary file of this attempt, if it left one, goes (through
+ * the commit thread, in order with the commits). */
+static void discard_tmp(struct pipeline *p, struct task *t)
+{
+    if (!t->tmp_tag[0] || !p->committer)
+        return;
+    struct commit_req *r = xcalloc(1, sizeof(*r));
+    task_paths(p, t, r);
+    r->path[0] = '\0';
+    t->tmp_tag[0] = '\0';
+    committer_submit(p->committer, r);
+}
+
+/* Hand the closed file to the commit thread; on_committed() goes on. */
+static void commit_audio(struct pipeline *p, struct task *t)
+{
+    struct commit_req *r = xcalloc(1, sizeof(*r));
+    task_paths(p, t, r);
+    r->arg = t;
+    t->tmp_tag[0] = '\0';
+    t->commit = r;
+    t->phase = PH_COMMIT;
+    list_append(p, t);
+    committer_submit(p->committer, r);
+}
+
+static void on_committed(void *arg, struct commit_req *r)
+{
+    struct pipeline *p = arg;
+    struct task *t = r->arg;
+    if (!t) {
+        free(r);
+        return;
+    }
+    t->commit = NULL;
+    list_remove(p, t);
+    if (!r->ok) {
+        task_fail(p, t, 1, "write_failed", "%s", r->err);
+    } else {
+        struct encoded *e = &t->work.enc;
+        e->bytes = r->enc.bytes;
+        memcpy(e->sha256, r->enc.sha256, sizeof(e->sha256));
+        t->result = audio_result(t);
+        after_audio(p, t);
+    }
+    free(r);
+    kick(p);
+    maybe_stopped(p);
+}
+
 static void engine_died_on(struct pipeline *p, struct task *t)
 {
+    discard_tmp(p, t);
     t->crashes++;
     const char *code = t->work.code; /* crashed or timeout */
     if (t->crashes >= CRASH_LIMIT)
@@ -661,6 +730,7 @@ static void on_engine_done(void *arg, struct synth_work *w)
          * next delivery rewrites the same file. */
         log_info("job %s: finished after its connection was lost; it will run again",
                  t->job.id);
+        discard_tmp(p, t);
         count_done(p, t, 0);
         task_free(t);
     } else if (t->work.engine_died) {
@@ -687,8 +757,7 @@ static void on_engine_done(void *arg, struct synth_work *w)
                   (long long)e->duration_ms, (long long)t->work.synth_ms,
                   (long long)t->work.encode_ms);
         t->audio_ms = e->duration_ms;
-        t->result = audio_result(t);
-        after_audio(p, t);
+        commit_audio(p, t);
     }
     kick(p);
     maybe_stopped(p);
@@ -749,6 +818,14 @@ static void kick(struct pipeline *p)
         w->raw_type = t->raw_type;
         w->max_chars = p->env.cfg->max_chars;
         w->piece_max = (size_t)p->env.cfg->http_max_chars;
+    }
+    w->tmp_tag = NULL;
+    if (!p->env.app && w->kind != SW_PREPARE) {
+        /* The worker's pid, which outlives the engine child (encode_clean_stale()),
+         * and a number no other attempt of this worker has. */
+        snprintf(t->tmp_tag, sizeof(t->tmp_tag), "%d.%llu", (int)getpid(),
+                 (unsigned long long)++p->tmp_seq);
+        w->tmp_tag = t->tmp_tag;
     }
     engine_submit(p->engine, w);
 }
@@ -998,8 +1075,14 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
         struct engine_env ee = {env->base, env->cfg, env->slot, !env->app, !env->app,
                                 env->app, env->app_state};
         struct engine_callbacks cb = {on_engine_done, on_engine_ready, p};
+        if (!env->app && !(p->committer = committer_new(env->base, env->cfg->output_fsync,
+                                                        on_committed, p, err, errlen))) {
+            free(p);
+            return NULL;
+        }
         p->engine = engine_start(&ee, &cb, err, errlen);
         if (!p->engine) {
+            committer_free(p->committer);
             free(p);
             return NULL;
         }
@@ -1097,6 +1180,7 @@ static void pipeline_free(struct pipeline *p)
             task_free(t);
     }
     free(p->confirms);
+    committer_free(p->committer); /* after the tasks: they let go of their requests */
     if (p->fetcher)
         p->http->fetcher_free(p->fetcher);
     amqp_link_free(p->link);

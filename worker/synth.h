@@ -49,6 +49,9 @@ struct synth_work {
     struct c2a_result app_result; /* out, for an app's job */
     const struct job *job;
     const char *output_dir;
+    /* the temporary file's tag (encoder_open()): the engine leaves the audio
+     * closed in it, and the worker commits it (commit.h) */
+    const char *tmp_tag;
     int max_duration_s;
     /* out */
     int ok;

@@ -151,8 +151,8 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
     struct capture c = {.want_marks = job->marks};
     int permanent;
-    c.enc = encoder_open(job->format, s->rate, out_rate, w->output_dir, name, &permanent,
-                         w->message, sizeof(w->message));
+    c.enc = encoder_open(job->format, s->rate, out_rate, w->output_dir, name, w->tmp_tag,
+                         &permanent, w->message, sizeof(w->message));
     if (!c.enc) {
         w->permanent = permanent;
         strlcpy_c2a(w->code, permanent ? "bad_field" : "write_failed", sizeof(w->code));
@@ -187,7 +187,7 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     } else {
         int64_t t1 = now_mono_ms();
         char err[256];
-        if (encoder_finish(c.enc, &w->enc, err, sizeof(err)) < 0) {
+        if (encoder_close(c.enc, &w->enc, err, sizeof(err)) < 0) {
             fail_work(w, 0, "write_failed", "%s", err);
         } else {
             w->ok = 1;
@@ -195,7 +195,7 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         c.enc = NULL;
         w->encode_ms = now_mono_ms() - t1;
     }
-    encoder_abort(c.enc); /* no-op once finished */
+    encoder_abort(c.enc); /* no-op once closed */
     if (w->ok && c.want_marks) {
         marks_append(&c, "]");
         w->marks_json = c.marks;
@@ -260,8 +260,9 @@ static void run_speech(struct synth *s, struct synth_work *w)
         int64_t t0 = now_mono_ms();
         int permanent;
         char code[32];
-        if (tts_http_render(w->wavs, w->n_wavs, w->job, w->output_dir, w->max_duration_s, &w->enc,
-                            &permanent, code, w->message, sizeof(w->message)) < 0) {
+        if (tts_http_render(w->wavs, w->n_wavs, w->job, w->output_dir, w->tmp_tag,
+                            w->max_duration_s, &w->enc, &permanent, code, w->message,
+                            sizeof(w->message)) < 0) {
             w->permanent = permanent;
             strlcpy_c2a(w->code, code, sizeof(w->code));
         } else {

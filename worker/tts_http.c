@@ -68,8 +68,8 @@ static sf_count_t mf_tell(void *u)
 static SF_VIRTUAL_IO memfile_io = {mf_len, mf_seek, mf_read, mf_write, mf_tell};
 
 int tts_http_render(const struct wav_part *parts, int n, const struct job *job, const char *dir,
-                    int max_duration_s, struct encoded *out, int *permanent, char *code,
-                    char *err, size_t errlen)
+                    const char *tag, int max_duration_s, struct encoded *out, int *permanent,
+                    char *code, char *err, size_t errlen)
 {
     *permanent = 1;
     strcpy(code, "synth_failed");
@@ -101,7 +101,7 @@ int tts_http_render(const struct wav_part *parts, int n, const struct job *job, 
             int perm;
             enc = encoder_open(job->format, rate, encode_output_rate(job->format, job->sample_rate,
                                                                      rate),
-                               dir, name, &perm, err, errlen);
+                               dir, name, tag, &perm, err, errlen);
             if (!enc) {
                 *permanent = perm;
                 strcpy(code, perm ? "bad_field" : "write_failed");
@@ -144,7 +144,7 @@ int tts_http_render(const struct wav_part *parts, int n, const struct job *job, 
     }
     free(buf);
     free(mono);
-    if (encoder_finish(enc, out, err, errlen) < 0) {
+    if (encoder_close(enc, out, err, errlen) < 0) {
         *permanent = 0;
         strcpy(code, "write_failed");
         return -1;

@@ -17,10 +17,12 @@
 char *tts_http_request(const char *model, const char *voice, int rate, const char *input);
 
 /* Decode the parts (WAV, any channel count: mixed down to mono) and encode them,
- * in order, into one file for the job. 0, or -1 with an error code (32 bytes:
- * synth_failed, too_large, write_failed, bad_field), a reason and *permanent. */
+ * in order, into one file for the job, left closed in its temporary file (tag:
+ * encoder_open()) for the worker to commit. 0, or -1 with an error code (32
+ * bytes: synth_failed, too_large, write_failed, bad_field), a reason and
+ * *permanent. */
 int tts_http_render(const struct wav_part *parts, int n, const struct job *job, const char *dir,
-                    int max_duration_s, struct encoded *out, int *permanent, char *code,
+                    const char *tag, int max_duration_s, struct encoded *out, int *permanent, char *code,
                     char *err, size_t errlen);
 
 #endif

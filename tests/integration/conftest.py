@@ -397,11 +397,13 @@ class Broker:
         self.reply_to = self.ch.queue_declare("", exclusive=True).method.queue
         self.results = {}
         self.result_list = []
+        self.received_at = {}  # correlation id -> time.monotonic() of its result
 
         def on_result(ch, method, props, body):
             doc = json.loads(body)
             self.result_list.append((props.correlation_id, doc))
             self.results[props.correlation_id] = doc
+            self.received_at[props.correlation_id] = time.monotonic()
 
         self.ch.basic_consume(self.reply_to, on_result, auto_ack=True)
 

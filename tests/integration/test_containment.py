@@ -84,6 +84,25 @@ def test_a_sigkilled_engine_costs_one_crash(daemon, broker, test_app):
     assert "signal 9" in res["k"]["error"]["message"]
 
 
+def test_an_engine_killed_while_writing_leaves_no_file(daemon, broker):
+    """The engine writes the audio under a temporary name of its worker's (which
+    lives on, so no engine start cleans it up): the worker removes what the
+    dead engine left, and the job runs again."""
+    d = daemon(workers={"count": "1"}, broker={"max_attempts": "5"}).start()
+    q = queue_of(d)
+    (worker,) = d.worker_pids()
+    tmpdir = d.tmp / "audio" / ".c2a-tmp"
+    publish(broker, q, {"id": "long", "text": " ".join([TEXT] * 150)}, job_id="long")
+    wait_for(lambda: tmpdir.exists() and list(tmpdir.iterdir()), timeout=20,
+             what="the engine writing")
+    os.kill(engine_of(d, worker), signal.SIGKILL)
+    r = broker.wait_results(1, timeout=90)["long"]
+    assert r["status"] == "ok" and r["attempts"] == 2, r
+    assert list(tmpdir.iterdir()) == []
+    assert d.worker_pids() == [worker]
+    assert d.status()["totals"]["engine_crashes"] == 1
+
+
 def test_job_timeout_kills_the_engine_not_the_worker(daemon, broker, test_app):
     """A job that hangs is killed at job_timeout with its engine child; the
     worker lives on, the jobs behind it are ok on their first attempt, and the
