@@ -1,11 +1,15 @@
 /*
  * inproc: the in-process limit for c2a-worker's speech jobs: espeak-ng synthesis
- * plus WAV encoding (the same encode_to_file() the workers use, atomic write
- * included), in a loop, one process per worker, no broker.
- *   inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR
+ * plus WAV encoding, in a loop, one process per worker, no broker.
+ *   inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR   the file written as the
+ *       workers write it (encode_to_file(): temporary file, fsync, rename)
+ *   inproc PROCESSES SECONDS TEXT_FILE -            the WAV encoded by libsndfile
+ *       into memory, no file: the limit that the issue's ratios are taken against
  * Prints jobs/s over all processes and p50/p99 of one job.
  */
 #include "../worker/encode.h"
+
+#include <sndfile.h>
 
 #include <espeak-ng/espeak_ng.h>
 #include <espeak-ng/speak_lib.h>
@@ -35,6 +39,67 @@ static int on_audio(short *wav, int n, espeak_EVENT *e)
     return 0;
 }
 
+/* A growing memory file for libsndfile's virtual I/O. */
+struct memfile {
+    char *data;
+    sf_count_t len, cap, pos;
+};
+
+static sf_count_t mem_len(void *u)
+{
+    return ((struct memfile *)u)->len;
+}
+
+static sf_count_t mem_seek(sf_count_t off, int whence, void *u)
+{
+    struct memfile *m = u;
+    m->pos = whence == SEEK_SET ? off : whence == SEEK_CUR ? m->pos + off : m->len + off;
+    return m->pos;
+}
+
+static sf_count_t mem_read(void *p, sf_count_t n, void *u)
+{
+    struct memfile *m = u;
+    if (n > m->len - m->pos)
+        n = m->len - m->pos;
+    memcpy(p, m->data + m->pos, (size_t)n);
+    m->pos += n;
+    return n;
+}
+
+static sf_count_t mem_write(const void *p, sf_count_t n, void *u)
+{
+    struct memfile *m = u;
+    if (m->pos + n > m->cap) {
+        m->cap = (m->pos + n) * 2;
+        m->data = realloc(m->data, (size_t)m->cap);
+    }
+    memcpy(m->data + m->pos, p, (size_t)n);
+    m->pos += n;
+    if (m->pos > m->len)
+        m->len = m->pos;
+    return n;
+}
+
+static sf_count_t mem_tell(void *u)
+{
+    return ((struct memfile *)u)->pos;
+}
+
+static void encode_to_memory(const struct pcm *p, struct memfile *m)
+{
+    static SF_VIRTUAL_IO io = {mem_len, mem_seek, mem_read, mem_write, mem_tell};
+    SF_INFO info = {.samplerate = p->rate, .channels = 1,
+                    .format = SF_FORMAT_WAV | SF_FORMAT_PCM_16};
+    m->len = m->pos = 0;
+    SNDFILE *sf = sf_open_virtual(&io, SFM_WRITE, &info, m);
+    if (!sf || sf_writef_short(sf, p->samples, (sf_count_t)p->frames) != (sf_count_t)p->frames ||
+        sf_close(sf) != 0) {
+        fprintf(stderr, "inproc: encoding in memory: %s\n", sf_strerror(NULL));
+        exit(1);
+    }
+}
+
 static void run(int idx, double seconds, const char *text, const char *dir, int fd)
 {
     espeak_ng_InitializePath(NULL);
@@ -46,6 +111,7 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
     int rate = espeak_ng_GetSampleRate();
     double *lat = malloc(sizeof(double) * 1000000);
     long jobs = 0;
+    struct memfile mem = {0};
     double start = bench_now();
     while (bench_now() - start < seconds && jobs < 1000000) {
         double t = bench_now();
@@ -54,15 +120,20 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
         espeak_ng_Synthesize(text, strlen(text) + 1, 0, POS_CHARACTER, 0,
                              espeakCHARS_UTF8 | espeakENDPAUSE, NULL, NULL);
         struct pcm p = {buf, frames, rate};
-        struct encoded e;
-        char name[64], err[256];
-        int permanent;
-        snprintf(name, sizeof(name), "inproc-%d-%ld.wav", idx, jobs);
-        if (encode_to_file(&p, "wav", rate, dir, name, &e, &permanent, err, sizeof(err)) < 0) {
-            fprintf(stderr, "inproc: %s\n", err);
-            exit(1);
+        if (strcmp(dir, "-") == 0) {
+            encode_to_memory(&p, &mem);
+        } else {
+            struct encoded e;
+            char name[64], err[256];
+            int permanent;
+            snprintf(name, sizeof(name), "inproc-%d-%ld.wav", idx, jobs);
+            if (encode_to_file(&p, "wav", rate, dir, name, &e, &permanent, err, sizeof(err)) <
+                0) {
+                fprintf(stderr, "inproc: %s\n", err);
+                exit(1);
+            }
+            unlink(e.path);
         }
-        unlink(e.path);
         lat[jobs++] = bench_now() - t;
     }
     double elapsed = bench_now() - start;
@@ -75,7 +146,7 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
 int main(int argc, char **argv)
 {
     if (argc != 5) {
-        fprintf(stderr, "usage: inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR\n");
+        fprintf(stderr, "usage: inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR|-\n");
         return 2;
     }
     int np = atoi(argv[1]);

@@ -1,9 +1,13 @@
 # Sourced by the bench scripts, from the top of the tree: a throwaway daemon.
-# Sets TMP (config, pidfile, log), AUDIO (the output dir, on tmpfs: the benches
-# measure CPU, not the disk), PORT and URL; on exit the daemon is stopped and
-# both directories removed.
+# Sets TMP (config, pidfile, log), AUDIO (the output dir: on the disk under
+# /var/tmp, as users run it, or on tmpfs when BENCH_TMPFS=1), PORT and URL; on
+# exit the daemon is stopped and both directories removed.
 TMP=$(mktemp -d)
-AUDIO=$(mktemp -d /dev/shm/c2a-bench.XXXXXX)
+if [ "${BENCH_TMPFS:-0}" = 1 ]; then
+    AUDIO=$(mktemp -d /dev/shm/c2a-bench.XXXXXX)
+else
+    AUDIO=$(mktemp -d /var/tmp/c2a-bench.XXXXXX)
+fi
 PORT=$((20000 + $$ % 20000))
 URL=amqp://guest:guest@127.0.0.1:5672/%2f
 bench_cleanup() {
@@ -12,8 +16,9 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 
-# bench_start WORKERS APP PREFETCH QUEUE [LOG_LEVEL]: start build/c2a-worker in
-# the background and wait until every worker holds its broker connection.
+# bench_start WORKERS APP PREFETCH QUEUE [LOG_LEVEL] [FSYNC]: start
+# build/c2a-worker in the background and wait until every worker holds its
+# broker connection.
 bench_start() {
     cat > "$TMP/c.conf" <<CONF
 [master]
@@ -29,6 +34,7 @@ prefetch = $3
 queues = $4
 [output]
 dir = $AUDIO
+fsync = ${6:-yes}
 CONF
     build/c2a-worker -D -c "$TMP/c.conf"
     until [ "$(curl -fsS "http://127.0.0.1:$PORT/status" 2>/dev/null |

@@ -1,14 +1,23 @@
 #!/bin/sh
-# The pipeline in one run on this machine:
-#   (a) the in-process limit: espeak-ng + WAV encoding in a loop, one process per worker
-#   (b) c2a-worker, app = builtin:speech, the same text through RabbitMQ with results
+# The pipeline in one run on this machine, output on the disk as users run it
+# (a directory under /var/tmp; --tmpfs puts it on /dev/shm instead):
+#   (a) the limit: espeak-ng + WAV encoded into memory, no file, in a loop, one
+#       process per worker, no broker
+#   (b) c2a-worker, app = builtin:speech, the same text through RabbitMQ with
+#       results, [output] fsync = yes (the default) and fsync = no
 #   (c) c2a-worker, app = builtin:noop, through RabbitMQ with results
 # for a ~200-character and a ~2,000-character English text. Prints jobs/s,
-# p50/p99 latency, peak RSS per worker (with its engine child) and the ratio (b)/(a).
-#   bench/pipeline.sh [seconds_for_a] [jobs_for_b] [jobs_for_c]
+# p50/p99 latency, peak RSS per worker (with its engine child) and each (b)/(a).
+#   bench/pipeline.sh [--tmpfs] [seconds_for_a] [jobs_for_b] [jobs_for_c]
+# (the ~2,000-character case of (b) runs a fifth of jobs_for_b)
 # Needs a RabbitMQ on 127.0.0.1:5672 (scripts/rabbitmq-local.sh start).
 set -eu
 cd "$(dirname "$0")/.."
+BENCH_TMPFS=0
+if [ "${1:-}" = --tmpfs ]; then
+    BENCH_TMPFS=1
+    shift
+fi
 SECS=${1:-10}
 NB=${2:-3000}
 NC=${3:-200000}
@@ -32,30 +41,35 @@ peak_rss() { # max over workers of VmHWM of the worker plus its engine child, kB
     echo "$m"
 }
 
-echo "c2a-worker pipeline bench: $(nproc) cores, $WORKERS workers, $(date -u +%Y-%m-%d)"
-printf '%-34s %10s %9s %9s %10s\n' case jobs/s p50_ms p99_ms rss_kb
+row() { # label, loadgen or inproc output, rss
+    printf '%-40s %8s %8s %8s %8s\n' "$1" "$(field "$2" jobs/s)" "$(field "$2" p50_ms)" \
+        "$(field "$2" p99_ms)" "$3"
+}
+
+where=$(df -T "$AUDIO" | awk 'NR==2{print $2}')
+echo "c2a-worker pipeline bench: $(nproc) cores, $WORKERS workers, output on $where ($AUDIO), $(date -u +%Y-%m-%d)"
+printf '%-40s %8s %8s %8s %8s %s\n' case jobs/s p50_ms p99_ms rss_kb of_limit
 for size in short long; do
-    if [ $size = short ]; then T=$SHORT; else T=$LONG; fi
+    if [ $size = short ]; then T=$SHORT n=$NB; else T=$LONG n=$((NB / 5)); fi
     printf '%s' "$T" > "$TMP/text"
     chars=$(wc -c < "$TMP/text")
-    a=$(build/bench/inproc $WORKERS "$SECS" "$TMP/text" "$AUDIO")
-    printf '%-34s %10s %9s %9s %10s\n' "(a) in-process, $chars chars" "$(field "$a" jobs/s)" \
-        "$(field "$a" p50_ms)" "$(field "$a" p99_ms)" -
-    q=bench.speech.$$.$size
-    bench_start $WORKERS builtin:speech 4 "$q"
-    job=$(printf '{"text":"%s","format":"wav"}' "$T")
-    b=$(build/bench/loadgen "$URL" "$q" "$NB" 16 "$job")
-    rss=$(peak_rss)
-    bench_stop
-    printf '%-34s %10s %9s %9s %10s\n' "(b) c2a-worker speech, $chars chars" "$(field "$b" jobs/s)" \
-        "$(field "$b" p50_ms)" "$(field "$b" p99_ms)" "$rss"
-    awk -v a="$(field "$a" jobs/s)" -v b="$(field "$b" jobs/s)" \
-        'BEGIN{printf "    ratio (b)/(a) = %.1f%%\n", 100*b/a}'
+    a=$(build/bench/inproc $WORKERS "$SECS" "$TMP/text" -)
+    row "(a) limit: in memory, $chars chars" "$a" -
+    for fsync in yes no; do
+        q=bench.speech.$$.$size.$fsync
+        bench_start $WORKERS builtin:speech 4 "$q" warn $fsync
+        job=$(printf '{"text":"%s","format":"wav"}' "$T")
+        b=$(build/bench/loadgen "$URL" "$q" "$n" 16 "$job")
+        rss=$(peak_rss)
+        bench_stop
+        row "(b) speech, fsync $fsync, $chars chars" "$b" "$rss"
+        awk -v a="$(field "$a" jobs/s)" -v b="$(field "$b" jobs/s)" \
+            'BEGIN{printf "%76s %.2f\n", "", b/a}'
+    done
 done
 q=bench.noop.$$
 bench_start $WORKERS builtin:noop 200 "$q"
 c=$(build/bench/loadgen "$URL" "$q" "$NC" 4000 '{"text":"x"}')
 rss=$(peak_rss)
 bench_stop
-printf '%-34s %10s %9s %9s %10s\n' "(c) c2a-worker noop, prefetch 200" "$(field "$c" jobs/s)" \
-    "$(field "$c" p50_ms)" "$(field "$c" p99_ms)" "$rss"
+row "(c) noop, prefetch 200" "$c" "$rss"
