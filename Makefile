@@ -14,10 +14,13 @@ PYTHON     ?= /usr/bin/python3
 PYTEST_ARGS ?=
 
 # The master and the worker shell link only libevent and jansson. The job
-# pipeline (AMQP, synthesis, encoding) is a shared object each worker loads
-# after fork, so the master never maps espeak-ng or the codecs.
-PKGS      := libevent jansson
-PIPE_PKGS := libevent jansson librabbitmq sndfile samplerate espeak-ng libssl libcrypto
+# pipeline (AMQP, the engine's protocol, the commit thread) is a shared object
+# each worker loads after fork, so the master never maps librabbitmq or OpenSSL;
+# the speech engine (espeak-ng, the codecs) is another that only an engine child
+# loads, so a worker's own process maps none of the audio stack.
+PKGS        := libevent jansson
+PIPE_PKGS   := libevent jansson librabbitmq libssl libcrypto
+ENGINE_PKGS := jansson sndfile samplerate espeak-ng libcrypto
 # HTTP support (libcurl, libxml2) is a second shared object, loaded by a worker
 # only when a job needs it.
 HTTP_PKGS := libevent jansson libcurl libxml-2.0
@@ -40,9 +43,10 @@ BUILD ?= build
 SANFLAGS :=
 endif
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS) $(HTTP_PKGS) $(TLS_PKGS))
+PKG_CFLAGS := $(shell pkg-config --cflags $(PIPE_PKGS) $(ENGINE_PKGS) $(HTTP_PKGS) $(TLS_PKGS))
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
 PIPE_LIBS  := $(shell pkg-config --libs $(PIPE_PKGS)) -lpthread -ldl
+ENGINE_LIBS := $(shell pkg-config --libs $(ENGINE_PKGS)) -lm
 HTTP_LIBS  := $(shell pkg-config --libs $(HTTP_PKGS))
 TLS_LIBS   := $(shell pkg-config --libs $(TLS_PKGS))
 
@@ -56,16 +60,21 @@ LDLIBS  += $(PKG_LIBS) -ldl
 COMMON_SRC := $(wildcard common/*.c)
 SHELL_SRC  := worker/worker.c worker/app.c
 HTTP_SRC   := worker/fetch.c worker/content.c worker/http_so.c
-PIPE_SRC   := $(filter-out $(SHELL_SRC) $(HTTP_SRC),$(wildcard worker/*.c))
+ENGINE_SRC := worker/synth_espeak.c worker/encode.c worker/normalize.c worker/voices.c \
+              worker/tts_render.c
+NOAUDIO_SRC := worker/noaudio.c
+PIPE_SRC   := $(filter-out $(SHELL_SRC) $(HTTP_SRC) $(ENGINE_SRC) $(NOAUDIO_SRC),$(wildcard worker/*.c))
 TLS_SRC    := master/tls_relay.c
 DAEMON_SRC := $(filter-out $(TLS_SRC),$(wildcard master/*.c)) $(SHELL_SRC)
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(BUILD)/%.o)
 PIPE_OBJ   := $(PIPE_SRC:%.c=$(BUILD)/%.o)
 HTTP_OBJ   := $(HTTP_SRC:%.c=$(BUILD)/%.o)
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 TLS_OBJ    := $(TLS_SRC:%.c=$(BUILD)/%.o)
 PIPELINE   := $(BUILD)/c2a-pipeline.so
 HTTPLIB    := $(BUILD)/c2a-http.so
+ENGINELIB  := $(BUILD)/c2a-engine.so $(BUILD)/c2a-noaudio.so
 TLSLIB     := $(BUILD)/c2a-tls.so
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -78,7 +87,7 @@ CTL := $(BUILD)/c2actl
 CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libssl libcrypto libcurl)
 
 .PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin tools
-all: $(BIN) $(PIPELINE) $(HTTPLIB) $(TLSLIB) $(CTL)
+all: $(BIN) $(PIPELINE) $(ENGINELIB) $(HTTPLIB) $(TLSLIB) $(CTL)
 
 $(CTL): $(BUILD)/ctl/c2actl.o $(BUILD)/worker/amqp_open.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
@@ -89,6 +98,15 @@ $(BIN): $(DAEMON_OBJ) $(COMMON_OBJ)
 
 $(PIPELINE): $(PIPE_OBJ)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PIPE_LIBS)
+
+# Loaded with RTLD_LOCAL by an engine child, beside c2a-pipeline.so: what it
+# needs of the pipeline's objects (the file names, job.c's helpers) it carries.
+$(BUILD)/c2a-engine.so: $(ENGINE_OBJ) $(BUILD)/worker/outfile.o $(BUILD)/worker/job.o
+	$(CC) $(LDFLAGS) -shared -o $@ $^ $(ENGINE_LIBS)
+
+# Stands in for libpcaudio.so.0 in an engine child (see the file).
+$(BUILD)/c2a-noaudio.so: $(BUILD)/worker/noaudio.o
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libpcaudio.so.0 -o $@ $^
 
 # job.o too: content.c strips control characters as job.c does.
 $(HTTPLIB): $(HTTP_OBJ) $(BUILD)/worker/job.o
@@ -102,10 +120,10 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ) $(PIPE_OBJ) $(HTTP_OBJ)
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(COMMON_OBJ) $(PIPE_OBJ) $(ENGINE_OBJ) $(HTTP_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(shell pkg-config --cflags cmocka) $(LDFLAGS) -o $@ \
-		$(filter %.c %.o,$^) $(LDLIBS) $(PIPE_LIBS) $(HTTP_LIBS) -lm \
+		$(filter %.c %.o,$^) $(LDLIBS) $(PIPE_LIBS) $(ENGINE_LIBS) $(HTTP_LIBS) -lm \
 		$(shell pkg-config --libs cmocka)
 
 $(BUILD)/tests/%.so: tests/apps/%.c worker/c2a_app.h
@@ -145,9 +163,10 @@ $(BUILD)/bench/loadgen: bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs librabbitmq)
 
-$(BUILD)/bench/inproc: bench/inproc.c $(BUILD)/worker/encode.o $(BUILD)/worker/job.o $(COMMON_OBJ)
+$(BUILD)/bench/inproc: bench/inproc.c $(BUILD)/worker/encode.o $(BUILD)/worker/outfile.o \
+		$(BUILD)/worker/job.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(PIPE_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(ENGINE_LIBS) $(LDLIBS)
 
 # libFuzzer targets, one per tests/fuzz/fuzz_NAME.c, with the objects each one
 # tests. `make fuzz` builds them with clang into build-fuzz/ and runs each for
@@ -195,7 +214,7 @@ fuzz: fuzz-build
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; ./$$t; done
 
-integration: $(BIN) $(PIPELINE) $(HTTPLIB) $(TLSLIB) $(CTL) $(TEST_APPS) $(TEST_TOOLS)
+integration: $(BIN) $(PIPELINE) $(ENGINELIB) $(HTTPLIB) $(TLSLIB) $(CTL) $(TEST_APPS) $(TEST_TOOLS)
 	C2A_BIN=$(abspath $(BIN)) C2A_TEST_APPS=$(abspath $(BUILD)/tests) C2A_SANITIZE=$(SANITIZE) \
 		$(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
@@ -206,7 +225,7 @@ check: all
 lint:
 	@for m in man/*.[0-9]; do mandoc -Tlint -Wwarning $$m || exit 1; done
 
-install: $(BIN) $(PIPELINE) $(HTTPLIB) $(TLSLIB) $(CTL)
+install: $(BIN) $(PIPELINE) $(ENGINELIB) $(HTTPLIB) $(TLSLIB) $(CTL)
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(PREFIX)/share/man/man8 \
 		$(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/include/c2a \
 		$(DESTDIR)$(SYSCONFDIR)/init.d $(DESTDIR)$(PREFIX)/lib/systemd/system
@@ -215,6 +234,8 @@ install: $(BIN) $(PIPELINE) $(HTTPLIB) $(TLSLIB) $(CTL)
 	install -m 0755 $(CTL) $(DESTDIR)$(PREFIX)/bin/c2actl
 	install -m 0644 man/c2actl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 $(PIPELINE) $(DESTDIR)$(PKGLIBDIR)/c2a-pipeline.so
+	install -m 0644 $(BUILD)/c2a-engine.so $(DESTDIR)$(PKGLIBDIR)/c2a-engine.so
+	install -m 0644 $(BUILD)/c2a-noaudio.so $(DESTDIR)$(PKGLIBDIR)/c2a-noaudio.so
 	install -m 0644 $(HTTPLIB) $(DESTDIR)$(PKGLIBDIR)/c2a-http.so
 	install -m 0644 $(TLSLIB) $(DESTDIR)$(PKGLIBDIR)/c2a-tls.so
 	install -m 0644 man/c2a-worker.8 $(DESTDIR)$(PREFIX)/share/man/man8/

@@ -12,7 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* encode_commit() reads back with a 64 KiB buffer on the stack. */
+/* outfile_commit() reads back with a 64 KiB buffer on the stack. */
 #define COMMIT_STACK (256 * 1024)
 
 struct committer {
@@ -58,7 +58,7 @@ static void commit_batch(struct committer *c, struct commit_req *batch)
             r->ok = 1;
             continue;
         }
-        r->ok = encode_commit(r->tmp, r->path, c->flush, &r->enc, r->err, sizeof(r->err)) == 0;
+        r->ok = outfile_commit(r->tmp, r->path, c->flush, &r->enc, r->err, sizeof(r->err)) == 0;
     }
     if (!c->flush)
         return;
@@ -74,7 +74,7 @@ static void commit_batch(struct committer *c, struct commit_req *batch)
         char dir[sizeof(r->path)];
         memcpy(dir, r->path, n);
         dir[n] = '\0';
-        if (encode_flush_dir(n ? dir : "/") == 0)
+        if (outfile_flush_dir(n ? dir : "/") == 0)
             continue;
         int e = errno;
         /* The files are in place but not known to be on disk: their jobs fail

@@ -16,7 +16,7 @@
 #ifndef C2A_COMMIT_H
 #define C2A_COMMIT_H
 
-#include "encode.h"
+#include "outfile.h"
 
 struct event_base;
 struct committer;

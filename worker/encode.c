@@ -1,16 +1,11 @@
 #include "encode.h"
 #include "job.h"
+#include "outfile.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-/* The one-shot SHA-256 functions: deprecated in OpenSSL 3 in favour of EVP, but
- * EVP loads its providers and costs a worker about 3 MB of resident memory,
- * while these run the same SHA-NI code directly. */
-#define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/sha.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <samplerate.h>
@@ -55,44 +50,6 @@ int encode_output_rate(const char *format, int want, int input_rate)
     if (strcmp(format, "opus") == 0)
         rate = job_opus_rate(rate);
     return rate;
-}
-
-static int sha256_file(int fd, char hex[65], uint64_t *bytes)
-{
-    SHA256_CTX h;
-    SHA256_Init(&h);
-    unsigned char buf[65536];
-    uint64_t total = 0;
-    off_t off = 0;
-    for (;;) {
-        ssize_t n = pread(fd, buf, sizeof(buf), off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (n == 0)
-            break;
-        SHA256_Update(&h, buf, (size_t)n);
-        off += n;
-        total += (uint64_t)n;
-    }
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256_Final(md, &h);
-    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
-        snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    *bytes = total;
-    return 0;
-}
-
-int encode_flush_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 struct encoder {
@@ -208,14 +165,6 @@ static const char *sf_reason(struct encoder *e, SNDFILE *sf)
     return e->io_errno ? strerror(e->io_errno) : sf_strerror(sf);
 }
 
-void encode_tmp_path(char *out, size_t len, const char *dir, const char *tag, const char *name)
-{
-    if (tag)
-        snprintf(out, len, "%s/" ENCODE_TMP_DIR "/%s.%s", dir, tag, name);
-    else
-        snprintf(out, len, "%s/" ENCODE_TMP_DIR "/%d.%s", dir, (int)getpid(), name);
-}
-
 struct encoder *encoder_open(const char *format, int in_rate, int out_rate, const char *dir,
                              const char *name, const char *tag, int *permanent, char *err,
                              size_t errlen)
@@ -258,12 +207,12 @@ struct encoder *encoder_open(const char *format, int in_rate, int out_rate, cons
     e->out_rate = out_rate;
     strlcpy_c2a(e->dir, dir, sizeof(e->dir));
     snprintf(e->path, sizeof(e->path), "%s/%s", dir, name);
-    encode_tmp_path(e->tmp, sizeof(e->tmp), dir, tag, name);
+    outfile_tmp_path(e->tmp, sizeof(e->tmp), dir, tag, name);
     e->fd = open(e->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (e->fd < 0 && errno == ENOENT) {
         /* The first file, or someone removed the directory of temporary files. */
         char tmpdir[sizeof(e->tmp)];
-        snprintf(tmpdir, sizeof(tmpdir), "%s/" ENCODE_TMP_DIR, dir);
+        snprintf(tmpdir, sizeof(tmpdir), "%s/" OUTFILE_TMP_DIR, dir);
         if (mkdir(tmpdir, 0755) == 0 || errno == EEXIST)
             e->fd = open(e->tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
@@ -394,84 +343,19 @@ fail:
     return -1;
 }
 
-int encode_commit(const char *tmp, const char *path, int flush, struct encoded *out, char *err,
-                  size_t errlen)
-{
-    int fd = open(tmp, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    const char *what = "reading back";
-    int rc = sha256_file(fd, out->sha256, &out->bytes);
-    if (rc == 0 && flush) {
-        what = "fsync";
-        rc = fsync(fd);
-    }
-    if (rc < 0)
-        snprintf(err, errlen, "%s %s: %s", what, tmp, strerror(errno));
-    close(fd);
-    if (rc == 0 && rename(tmp, path) < 0) {
-        snprintf(err, errlen, "rename to %s: %s", path, strerror(errno));
-        rc = -1;
-    }
-    if (rc < 0)
-        unlink(tmp);
-    return rc;
-}
-
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen)
 {
     char tmp[sizeof(e->tmp)], path[sizeof(e->path)], dir[sizeof(e->dir)];
     memcpy(tmp, e->tmp, sizeof(tmp));
     memcpy(path, e->path, sizeof(path));
     memcpy(dir, e->dir, sizeof(dir));
-    if (encoder_close(e, out, err, errlen) < 0 || encode_commit(tmp, path, 1, out, err, errlen) < 0)
+    if (encoder_close(e, out, err, errlen) < 0 || outfile_commit(tmp, path, 1, out, err, errlen) < 0)
         return -1;
-    if (encode_flush_dir(dir) < 0) {
+    if (outfile_flush_dir(dir) < 0) {
         snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
         return -1;
     }
     return 0;
-}
-
-/* Whether pid is a live process: a zombie (a writer killed a moment ago and not
- * yet reaped) is not. */
-static int writer_alive(pid_t pid)
-{
-    if (kill(pid, 0) < 0 && errno == ESRCH)
-        return 0;
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 1; /* not ours to judge */
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *close = strrchr(buf, ')');
-    return !(close && close[1] == ' ' && (close[2] == 'Z' || close[2] == 'X'));
-}
-
-void encode_clean_stale(const char *dir)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/" ENCODE_TMP_DIR, dir);
-    DIR *d = opendir(path);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        char *end;
-        long pid = strtol(de->d_name, &end, 10);
-        if (end == de->d_name || *end != '.' || pid <= 0)
-            continue;
-        if (writer_alive((pid_t)pid))
-            continue;
-        if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-            log_info("removed %s/%s, left by a worker that died", path, de->d_name);
-    }
-    closedir(d);
 }
 
 int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, const char *dir,
@@ -488,12 +372,4 @@ int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, cons
         return -1;
     }
     return encoder_finish(e, out, err, errlen);
-}
-
-void encode_job_name(const struct job *job, char *out, size_t len)
-{
-    if (job->output[0])
-        strlcpy_c2a(out, job->output, len);
-    else
-        snprintf(out, len, "%s%s", job->id, encode_extension(job->format));
 }

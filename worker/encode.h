@@ -2,11 +2,14 @@
  * Encoding PCM to a file with libsndfile (wav, flac, ogg/vorbis, opus, mp3),
  * resampled with libsamplerate, written atomically: a temporary file in the
  * output directory, fsync, rename, fsync of the directory. The encoding runs in
- * the engine child; the commit (hash, fsync, rename, the directory's fsync) in
- * the worker's commit thread (commit.h), never on a worker's event loop.
+ * the engine child, from c2a-engine.so (engine_api.h); the commit (outfile.h:
+ * hash, fsync, rename, the directory's fsync) in the worker's commit thread
+ * (commit.h), never on a worker's event loop.
  */
 #ifndef C2A_ENCODE_H
 #define C2A_ENCODE_H
+
+#include "outfile.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -17,15 +20,6 @@ struct pcm {
     int rate;
 };
 
-struct encoded {
-    char path[4096];
-    int sample_rate;
-    int channels;
-    int64_t duration_ms;
-    uint64_t bytes;
-    char sha256[65];
-};
-
 /* "wav" -> ".wav" etc.; NULL for an unknown format. */
 const char *encode_extension(const char *format);
 /* The rate a file will have: `want` (0 = the input's), moved to the nearest rate
@@ -34,8 +28,8 @@ int encode_output_rate(const char *format, int want, int input_rate);
 
 /* Streaming: open a temporary file in dir for dir/name, write mono 16-bit
  * blocks of in_rate audio as they come (resampled to out_rate), then close it
- * (the audio is complete in the temporary file) and commit it (hash, fsync,
- * rename), or abort (remove the temporary file). Memory stays bounded whatever
+ * (the audio is complete in the temporary file) and commit it (outfile.h:
+ * hash, fsync, rename), or abort (remove the temporary file). Memory stays bounded whatever
  * the length of the audio; libsndfile's many small writes reach the file in
  * blocks of ENCODE_WRITE_BLOCK. Errors come with a reason in err and
  * *permanent set when retrying cannot help (a rate the codec refuses) rather
@@ -43,7 +37,7 @@ int encode_output_rate(const char *format, int want, int input_rate);
  *
  * The temporary file is <dir>/.c2a-tmp/<tag>.<name>; tag NULL means the
  * process id. It must start with the id of a process that lives as long as the
- * file is wanted (encode_clean_stale()). */
+ * file is wanted (outfile_clean_stale()). */
 #define ENCODE_WRITE_BLOCK (64 * 1024)
 struct encoder;
 struct encoder *encoder_open(const char *format, int in_rate, int out_rate, const char *dir,
@@ -53,31 +47,11 @@ int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char
                   size_t errlen);
 /* Close and free the encoder: out gets the final path, the rate, channels and
  * duration; the temporary file is complete but neither flushed, hashed nor
- * renamed (encode_commit()). On failure it is removed. */
+ * renamed (outfile_commit()). On failure it is removed. */
 int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errlen);
 /* Close and commit at once, the directory flushed too; frees the encoder. */
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);
 void encoder_abort(struct encoder *e);
-
-/* The temporary path of dir/name for a tag (as encoder_open() makes it). */
-void encode_tmp_path(char *out, size_t len, const char *dir, const char *tag, const char *name);
-/* Make the closed temporary file tmp the file at path: its size and SHA-256 into
- * out->bytes and out->sha256, fsync when flush, then rename. The directory entry
- * is durable only after encode_flush_dir(). */
-int encode_commit(const char *tmp, const char *path, int flush, struct encoded *out, char *err,
-                  size_t errlen);
-/* fsync of a directory: its renames are on disk. */
-int encode_flush_dir(const char *dir);
-
-/* The file name of a job's audio: its output field, else <id>.<ext>. */
-struct job;
-void encode_job_name(const struct job *job, char *out, size_t len);
-
-/* Temporary files live in <dir>/.c2a-tmp/<pid>.<name> until their rename. */
-#define ENCODE_TMP_DIR ".c2a-tmp"
-/* Remove the temporary files of processes that no longer exist (a worker killed
- * while writing). Called by a worker at boot. */
-void encode_clean_stale(const char *dir);
 
 /* The whole of pcm at once, through the functions above. */
 int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, const char *dir,

@@ -1,11 +1,14 @@
 #include "engine.h"
+#include "engine_api.h"
 #include "../common/backoff.h"
 #include "../common/log.h"
+#include "../common/pkglib.h"
 #include "../common/util.h"
-#include "encode.h"
+#include "outfile.h"
 #include "frame.h"
 #include "http_api.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -327,7 +330,29 @@ static int work_needs_http(const struct synth_work *w)
     return !w->app && (w->raw || w->kind == SW_PREPARE);
 }
 
-static void child_run(struct engine *e, struct synth *s, struct rbuf *r, struct wbuf *out)
+/* The speech engine (engine_api.h), loaded by the child: NULL with a reason. */
+static const struct engine_api *engine_api_load(char *err, size_t errlen)
+{
+    /* First the stand-in for espeak-ng's sound output (noaudio.c); without it
+     * the real one is loaded, which costs memory and nothing else. */
+    char why[256];
+    if (!pkglib_open(NOAUDIO_LIB, why, sizeof(why)))
+        log_debug("engine: %s: %s", NOAUDIO_LIB, why);
+    size_t n = (size_t)snprintf(err, errlen, "cannot load the speech engine: ");
+    void *dl = pkglib_open(ENGINE_LIB, err + n, n < errlen ? errlen - n : 0);
+    if (!dl)
+        return NULL;
+    const struct engine_api *api = dlsym(dl, ENGINE_API_SYMBOL);
+    if (!api || api->version != ENGINE_API_VERSION) {
+        snprintf(err, errlen, "%s: no " ENGINE_API_SYMBOL " version %d", ENGINE_LIB,
+                 ENGINE_API_VERSION);
+        return NULL;
+    }
+    return api;
+}
+
+static void child_run(struct engine *e, const struct engine_api *api, struct synth *s,
+                      struct rbuf *r, struct wbuf *out)
 {
     struct synth_work w = {0};
     struct job job = {0};
@@ -346,8 +371,14 @@ static void child_run(struct engine *e, struct synth *s, struct rbuf *r, struct 
     if (work_needs_http(&w) && !(w.http = http_api_load(err, sizeof(err)))) {
         strlcpy_c2a(w.code, "synth_failed", sizeof(w.code));
         strlcpy_c2a(w.message, err, sizeof(w.message));
+    } else if (w.app) {
+        synth_run_app(&w);
+    } else if (api) {
+        api->synth_run(s, &w);
     } else {
-        synth_run(s, &w);
+        /* A speech job for an app's engine: the worker never sends one. */
+        strlcpy_c2a(w.code, "synth_failed", sizeof(w.code));
+        strlcpy_c2a(w.message, "no speech engine in this worker", sizeof(w.message));
     }
     encode_result(out, &w);
     synth_work_clear_out(&w);
@@ -378,14 +409,16 @@ static void child_main(struct engine *e, int fd)
     setrlimit(RLIMIT_CORE, &no_core);
 
     char err[256] = "";
-    struct synth *s = synth_init(e->env.espeak, e->env.cfg->allow_mbrola, err, sizeof(err));
-    if (!s) {
+    const struct engine_api *api = NULL;
+    struct synth *s = NULL;
+    if (e->env.espeak && (!(api = engine_api_load(err, sizeof(err))) ||
+                          !(s = api->synth_init(e->env.cfg->allow_mbrola, err, sizeof(err))))) {
         send_ready(fd, 0, err);
         _exit(1);
     }
     /* Temporary files of children that died while writing. */
     if (!e->env.app)
-        encode_clean_stale(e->env.cfg->output_dir);
+        outfile_clean_stale(e->env.cfg->output_dir);
     if (e->env.sandbox)
         sandbox(e->env.cfg->allow_mbrola);
     send_ready(fd, 1, "");
@@ -408,7 +441,7 @@ static void child_main(struct engine *e, int fd)
         if (read_all(fd, payload, len) <= 0 && len)
             _exit(2);
         struct rbuf r = {payload, len, 0};
-        child_run(e, s, &r, &out);
+        child_run(e, api, s, &r, &out);
         if (write_all(fd, out.data, out.len) < 0)
             _exit(2);
     }

@@ -638,9 +638,9 @@ static void app_done(struct pipeline *p, struct task *t)
 static void task_paths(struct pipeline *p, const struct task *t, struct commit_req *r)
 {
     char name[JOB_NAME_MAX + 16];
-    encode_job_name(&t->job, name, sizeof(name));
+    outfile_job_name(&t->job, name, sizeof(name));
     const char *dir = p->env.cfg->output_dir;
-    encode_tmp_path(r->tmp, sizeof(r->tmp), dir, t->tmp_tag, name);
+    outfile_tmp_path(r->tmp, sizeof(r->tmp), dir, t->tmp_tag, name);
     snprintf(r->path, sizeof(r->path), "%s/%s", dir, name);
 }
 
@@ -821,7 +821,7 @@ static void kick(struct pipeline *p)
     }
     w->tmp_tag = NULL;
     if (!p->env.app && w->kind != SW_PREPARE) {
-        /* The worker's pid, which outlives the engine child (encode_clean_stale()),
+        /* The worker's pid, which outlives the engine child (outfile_clean_stale()),
          * and a number no other attempt of this worker has. */
         snprintf(t->tmp_tag, sizeof(t->tmp_tag), "%d.%llu", (int)getpid(),
                  (unsigned long long)++p->tmp_seq);

@@ -70,12 +70,16 @@ struct synth_work {
 
 struct synth;
 
-/* In the engine child: initialize (espeak-ng when espeak is set); NULL with a
- * reason in err when it cannot start. allow_mbrola: accept mb/ voices. */
-struct synth *synth_init(int espeak, int allow_mbrola, char *err, size_t errlen);
-/* Run one job; the outcome is in w's out fields. */
+/* The speech engine, in c2a-engine.so (engine_api.h), which only an engine
+ * child loads: initialize espeak-ng; NULL with a reason in err when it cannot
+ * start. allow_mbrola: accept mb/ voices. */
+struct synth *synth_init(int allow_mbrola, char *err, size_t errlen);
+/* Run one speech job; the outcome is in w's out fields. */
 void synth_run(struct synth *s, struct synth_work *w);
 void synth_free(struct synth *s);
+
+/* Run one job of an app (w->app): its handle(), in the engine child. */
+void synth_run_app(struct synth_work *w);
 
 /* Free a malloc'd array of n malloc'd strings (pieces). */
 void synth_free_pieces(char **pieces, int n);

@@ -1,4 +1,5 @@
 #include "synth.h"
+#include "engine_api.h"
 #include "http_api.h"
 #include "normalize.h"
 #include "voices.h"
@@ -16,7 +17,6 @@
 #include <unistd.h>
 
 struct synth {
-    int espeak; /* this engine synthesizes with espeak-ng */
     int allow_mbrola;
     int rate;
     struct voice_list voices; /* installed, loaded once */
@@ -147,7 +147,7 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     espeak_ng_SetParameter(espeakRANGE, 50, 0);
 
     char name[JOB_NAME_MAX + 16];
-    encode_job_name(job, name, sizeof(name));
+    outfile_job_name(job, name, sizeof(name));
     int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
     struct capture c = {.want_marks = job->marks};
     int permanent;
@@ -284,71 +284,30 @@ static void run_speech(struct synth *s, struct synth_work *w)
         free(c.text);
 }
 
-static void run_work(struct synth *s, struct synth_work *w)
-{
-    if (!w->app) {
-        run_speech(s, w);
-        return;
-    }
-    int64_t t0 = now_mono_ms();
-    w->app->handle(w->app_state, &w->app_job, &w->app_result);
-    w->synth_ms = now_mono_ms() - t0;
-    w->ok = w->app_result.status == C2A_OK;
-    w->permanent = w->app_result.status == C2A_FAIL_PERMANENT;
-    if (!w->ok) {
-        strlcpy_c2a(w->code, w->app_result.code[0] ? w->app_result.code : "app_failed",
-                    sizeof(w->code));
-        strlcpy_c2a(w->message, w->app_result.message, sizeof(w->message));
-    }
-}
-
-struct synth *synth_init(int espeak, int allow_mbrola, char *err, size_t errlen)
+struct synth *synth_init(int allow_mbrola, char *err, size_t errlen)
 {
     struct synth *s = xcalloc(1, sizeof(*s));
-    s->espeak = espeak;
     s->allow_mbrola = allow_mbrola;
-    if (espeak && (init_espeak(s, err, errlen) < 0 || voices_load(&s->voices, err, errlen) < 0)) {
+    if (init_espeak(s, err, errlen) < 0 || voices_load(&s->voices, err, errlen) < 0) {
         free(s);
         return NULL;
     }
-    if (espeak)
-        log_debug("espeak-ng ready at %d Hz", s->rate);
+    log_debug("espeak-ng ready at %d Hz", s->rate);
     return s;
 }
 
 void synth_run(struct synth *s, struct synth_work *w)
 {
-    run_work(s, w);
+    run_speech(s, w);
 }
 
 void synth_free(struct synth *s)
 {
-    if (s && s->espeak) {
+    if (s) {
         voices_free(&s->voices);
         espeak_ng_Terminate();
     }
     free(s);
 }
 
-void synth_free_pieces(char **pieces, int n)
-{
-    for (int i = 0; pieces && i < n; i++)
-        free(pieces[i]);
-    free(pieces);
-}
-
-void synth_work_clear_out(struct synth_work *w)
-{
-    free(w->marks_json);
-    free(w->spoken_text);
-    synth_free_pieces(w->pieces, w->n_pieces);
-    free(w->app_result.json);
-    w->marks_json = w->spoken_text = NULL;
-    w->pieces = NULL;
-    w->n_pieces = 0;
-    w->app_result = (struct c2a_result){0};
-    w->ok = w->permanent = w->engine_died = w->timed_out = 0;
-    w->code[0] = w->message[0] = '\0';
-    w->enc = (struct encoded){0};
-    w->synth_ms = w->encode_ms = 0;
-}
+const struct engine_api c2a_engine_api = {ENGINE_API_VERSION, synth_init, synth_run, synth_free};

@@ -2,13 +2,14 @@
  * The http engine: an OpenAI-style speech server (`POST {http_url}/audio/speech`
  * with {"model", "input", "voice", "response_format": "wav", "speed"}). The
  * requests run on the worker's loop (fetch.c), one piece of text at a time; the
- * WAV answers are decoded and re-encoded here, on the synthesis thread, so the
- * http engine gives every format and sample rate the espeak engine does.
+ * WAV answers are decoded and re-encoded in the engine child (tts_render.c, in
+ * c2a-engine.so), so the http engine gives every format and sample rate the
+ * espeak engine does.
  */
 #ifndef C2A_TTS_HTTP_H
 #define C2A_TTS_HTTP_H
 
-#include "encode.h"
+#include "outfile.h"
 #include "job.h"
 #include "synth.h"
 

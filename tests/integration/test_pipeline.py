@@ -406,3 +406,28 @@ def test_a_refused_result_does_not_stall_or_lose_the_job(daemon, broker):
     assert broker.depth(q) == 0
     assert "its error result was refused" in d.log()
     broker.ch.queue_delete(full)
+
+
+def mapped(pid):
+    """The file names a process maps."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {os.path.basename(line.split()[-1]) for line in f if "/" in line}
+
+
+def test_audio_stack_only_in_the_engine(daemon, broker):
+    """espeak-ng and the codecs are loaded by the engine child alone
+    (c2a-engine.so), and espeak-ng's sound output not at all (c2a-noaudio.so
+    stands in for libpcaudio): the worker that holds the broker connection maps
+    none of them."""
+    d = daemon(workers={"count": "1"}).start()
+    broker.publish(queue_of(d), {"id": "m", "text": TEXT, "format": "ogg"})
+    assert broker.wait_results(1)["m"]["status"] == "ok"
+    (w,) = d.status()["workers"]
+    worker, engine = mapped(w["pid"]), mapped(w["engine_pid"])
+    audio = ("libespeak-ng", "libsndfile", "libvorbis", "libsamplerate", "c2a-engine")
+    assert not [m for m in worker if m.startswith(audio)], sorted(worker)
+    assert [m for m in engine if m.startswith("libespeak-ng")]
+    assert [m for m in engine if m.startswith("libsndfile")]
+    assert "c2a-noaudio.so" in engine
+    playback = ("libpulse", "libasound", "libX11", "libpcaudio")
+    assert not [m for m in engine if m.startswith(playback)], sorted(engine)

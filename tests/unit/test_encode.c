@@ -77,7 +77,7 @@ static void test_formats_and_rates(void **state)
 static void touch(const char *base, long pid, const char *tail)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/" ENCODE_TMP_DIR "/%ld.%s", base, pid, tail);
+    snprintf(path, sizeof(path), "%s/" OUTFILE_TMP_DIR "/%ld.%s", base, pid, tail);
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fclose(f);
@@ -86,7 +86,7 @@ static void touch(const char *base, long pid, const char *tail)
 static int exists(const char *base, long pid, const char *tail)
 {
     char path[512];
-    snprintf(path, sizeof(path), "%s/" ENCODE_TMP_DIR "/%ld.%s", base, pid, tail);
+    snprintf(path, sizeof(path), "%s/" OUTFILE_TMP_DIR "/%ld.%s", base, pid, tail);
     return access(path, F_OK) == 0;
 }
 
@@ -98,7 +98,7 @@ static void test_clean_stale(void **state)
     char base[] = "/tmp/c2a-stale-XXXXXX";
     assert_non_null(mkdtemp(base));
     char tmp[512];
-    snprintf(tmp, sizeof(tmp), "%s/" ENCODE_TMP_DIR, base);
+    snprintf(tmp, sizeof(tmp), "%s/" OUTFILE_TMP_DIR, base);
     assert_int_equal(mkdir(tmp, 0700), 0);
     pid_t dead = fork();
     if (dead == 0)
@@ -109,7 +109,7 @@ static void test_clean_stale(void **state)
     char other[600];
     snprintf(other, sizeof(other), "%s/notes.txt", tmp);
     fclose(fopen(other, "w"));
-    encode_clean_stale(base);
+    outfile_clean_stale(base);
     assert_false(exists(base, dead, "wav"));
     assert_true(exists(base, getpid(), "ogg"));
     assert_int_equal(access(other, F_OK), 0);
