@@ -82,7 +82,7 @@ static void commit_batch(struct committer *c, struct commit_req *batch)
         for (struct commit_req *q = r; q; q = q->next) {
             if (q->ok && q->path[0] && dir_len(q->path) == n && !memcmp(q->path, r->path, n)) {
                 q->ok = 0;
-                snprintf(q->err, sizeof(q->err), "fsync %s: %s", dir, strerror(e));
+                snprintf(q->err, sizeof(q->err), "fsync %.200s: %s", dir, strerror(e));
             }
         }
     }
