@@ -416,7 +416,8 @@ static void child_main(struct engine *e, int fd)
         send_ready(fd, 0, err);
         _exit(1);
     }
-    /* Temporary files of children that died while writing. */
+    /* Temporary files of workers that died while theirs were being written
+     * (a live worker removes what its own dead engines left). */
     if (!e->env.app)
         outfile_clean_stale(e->env.cfg->output_dir);
     if (e->env.sandbox)
