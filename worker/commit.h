@@ -11,7 +11,9 @@
  *
  * The thread does file system calls only: no logging, no allocation, nothing of
  * the loop's; it hands finished requests back through an eventfd that the loop
- * watches, in the order they were submitted.
+ * watches, in the order they were submitted. The worker forks engine children
+ * while it runs, so it must hold no lock a child could need: it is started
+ * after the first fork and never allocates.
  */
 #ifndef C2A_COMMIT_H
 #define C2A_COMMIT_H

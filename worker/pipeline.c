@@ -1075,14 +1075,19 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
         struct engine_env ee = {env->base, env->cfg, env->slot, !env->app, !env->app,
                                 env->app, env->app_state};
         struct engine_callbacks cb = {on_engine_done, on_engine_ready, p};
-        if (!env->app && !(p->committer = committer_new(env->base, env->cfg->output_fsync,
-                                                        on_committed, p, err, errlen))) {
+        p->engine = engine_start(&ee, &cb, err, errlen);
+        if (!p->engine) {
             free(p);
             return NULL;
         }
-        p->engine = engine_start(&ee, &cb, err, errlen);
-        if (!p->engine) {
-            committer_free(p->committer);
+        /* The commit thread after the first fork: a thread being created
+         * allocates, and an allocator that is not fork-safe (ASan's in gcc 12)
+         * would hand the child a lock it can never take. Later forks (engine
+         * respawns) find the thread idle or in system calls: it never
+         * allocates. */
+        if (!env->app && !(p->committer = committer_new(env->base, env->cfg->output_fsync,
+                                                        on_committed, p, err, errlen))) {
+            engine_free(p->engine);
             free(p);
             return NULL;
         }
