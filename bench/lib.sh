@@ -18,7 +18,10 @@ trap bench_cleanup EXIT
 
 # bench_start WORKERS APP PREFETCH QUEUE [LOG_LEVEL] [FSYNC]: start
 # build/c2a-worker in the background and wait until every worker holds its
-# broker connection.
+# broker connection. Each run writes to a directory of its own ($AUDIO/QUEUE):
+# the load generator's job ids repeat from run to run, and a file renamed over
+# another frees an inode, which ext4 without a journal then skips for a few
+# minutes at every allocation (users' job ids do not repeat like that).
 bench_start() {
     cat > "$TMP/c.conf" <<CONF
 [master]
@@ -33,7 +36,7 @@ app = $2
 prefetch = $3
 queues = $4
 [output]
-dir = $AUDIO
+dir = $AUDIO/$4
 fsync = ${6:-yes}
 CONF
     build/c2a-worker -D -c "$TMP/c.conf"
