@@ -244,8 +244,9 @@ install: $(BIN) $(PIPELINE) $(ENGINELIB) $(HTTPLIB) $(TLSLIB) $(CTL)
 	sed 's|@SBINDIR@|$(PREFIX)/sbin|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 		scripts/c2a-worker.init > $(DESTDIR)$(SYSCONFDIR)/init.d/c2a-worker
 	chmod 0755 $(DESTDIR)$(SYSCONFDIR)/init.d/c2a-worker
-	sed 's|@SBINDIR@|$(PREFIX)/sbin|g; s|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
-		scripts/c2a-worker.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/c2a-worker.service
+	for u in c2a-worker.service c2a-worker@.service; do \
+		sh scripts/mkunit.sh $$u $(PREFIX)/sbin $(SYSCONFDIR) \
+			> $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u || exit 1; done
 	test -e $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf || \
 		install -m 0644 conf/c2a-worker.conf $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf
 

@@ -334,6 +334,8 @@ void children_supervise(struct master *m)
         }
         if (!m->generation_ready) {
             m->generation_ready = 1;
+            if (m->old_master_pid)
+                sdnotify_mainpid("serving after a binary upgrade");
             if (m->old_master_pid && getppid() == m->old_master_pid) {
                 log_info("workers are up: asking the old master %d to stop",
                          (int)m->old_master_pid);

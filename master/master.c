@@ -106,6 +106,10 @@ int master_run(struct master *m, int inherited_fd, int notify_fd)
     if (m->daemonized && strcmp(m->cfg->log_file, "-") == 0)
         log_warn("running in the background with log_file = -: log lines are discarded");
     notify_started(notify_fd);
+    /* A master started by USR2 is ready only once its workers are: children.c. */
+    if (!m->old_master_pid)
+        sdnotify("READY=1\nMAINPID=%d\nSTATUS=serving, control %s", (int)getpid(),
+                 control_address(m->control));
     m->probe = probe_new(m->base, m->cfg);
     m->tick = event_new(m->base, -1, EV_PERSIST, tick_cb, m);
     struct timeval tv = {0, TICK_MS * 1000};
@@ -142,7 +146,22 @@ static void report_to_log(void *ctx, const char *msg)
                                    e->len ? "\n" : "", msg);
 }
 
+static int reload(struct master *m, struct reload_errors *errors);
+
+/* systemd hears of the reload and of its end, whether it took or not. */
 int master_reload(struct master *m, struct reload_errors *errors)
+{
+    if (m->state != MS_RUNNING)
+        return reload(m, errors);
+    sdnotify_reloading();
+    int rc = reload(m, errors);
+    sdnotify("READY=1\nSTATUS=%s (generation %u)",
+             rc == 0 ? "configuration reloaded" : "reload refused, previous configuration running",
+             m->generation);
+    return rc;
+}
+
+static int reload(struct master *m, struct reload_errors *errors)
 {
     if (errors) {
         errors->len = 0;
@@ -210,6 +229,10 @@ void master_stop(struct master *m, int graceful)
     if (!graceful && m->state == MS_QUITTING)
         return;
     m->state = graceful ? MS_STOPPING : MS_QUITTING;
+    /* A master that handed over to a re-executed one is no longer the service:
+     * its stop is not the service's. */
+    if (!m->new_master_pid)
+        sdnotify("STOPPING=1\nSTATUS=%s stop", graceful ? "graceful" : "fast");
     log_info("%s stop: %d workers to stop", graceful ? "graceful" : "fast", children_alive(m));
     /* A re-executed master holds the control socket now; leave it to it. */
     if (m->new_master_pid)

@@ -12,6 +12,7 @@
  *   broker_probe.c  queue depths, asked of the broker over AMQP
  *   tls_spawn.c     the probe's amqps:// relay process (tls_relay.c is c2a-tls.so)
  *   pidfile.c       pidfile with a lock
+ *   sdnotify.c      readiness, reload and stop notices to systemd
  */
 #ifndef C2A_MASTER_H
 #define C2A_MASTER_H
@@ -152,6 +153,12 @@ void status_html(struct master *m, struct evbuffer *b);
 /* status.c */
 struct json_t;
 struct json_t *status_build(struct master *m, int full);
+
+/* sdnotify.c: systemd's notify protocol; no-ops without $NOTIFY_SOCKET. */
+void sdnotify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sdnotify_reloading(void);
+/* A master started by USR2: announce this pid as the service's main one. */
+void sdnotify_mainpid(const char *status);
 
 /* pidfile.c */
 int pidfile_open(struct pidfile *pf, const char *path, char *err, size_t errlen);
