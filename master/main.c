@@ -24,10 +24,13 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: c2a-worker [-c FILE] [-t] [-D] [-w N] [-b ADDR] [-p PIDFILE] [-V] [-h]\n"
+            "usage: c2a-worker [-c FILE] [-t | -T] [-D] [-w N] [-b ADDR] [-p PIDFILE] [-V] [-h]\n"
             "  -c FILE     configuration file (default: %s/c2a-worker.conf, or\n"
             "              conf/c2a-worker.conf beside a binary built in a checkout)\n"
-            "  -t          check the configuration and exit (0 good, 1 bad)\n"
+            "  -t          check the configuration and what start needs, and exit\n"
+            "              (0 good, 1 bad)\n"
+            "  -T          as -t, then print the effective configuration (secrets\n"
+            "              masked)\n"
             "  -D          run in the background (daemonize)\n"
             "  -w N        number of workers (overrides [workers] count)\n"
             "  -b ADDR     control socket, host:port or unix:/path (overrides control)\n"
@@ -41,6 +44,32 @@ static void report_stderr(void *ctx, const char *msg)
 {
     (void)ctx;
     fprintf(stderr, "%s\n", msg);
+}
+
+/* -T: every key with its value in force (defaults filled in, overrides
+ * applied, secrets and URL passwords masked), in the file's own syntax. */
+static void print_config(const struct config *cfg)
+{
+    printf("# configuration file %s, as in force\n", cfg->path ? cfg->path : "(defaults)");
+    const char *section = "";
+    for (size_t i = 0; i < config_key_count(); i++) {
+        const struct config_key *k = config_key_at(i);
+        if (strcmp(k->section, section) != 0) {
+            section = k->section;
+            printf("%s[%s]\n", i ? "\n" : "", section);
+        }
+        if (k->type == CT_URL) {
+            for (int u = 0; u < cfg->n_urls; u++) {
+                char *masked = config_mask_url(cfg->urls[u]);
+                printf("url = %s\n", masked);
+                free(masked);
+            }
+            continue;
+        }
+        char *v = config_value_string(cfg, k);
+        printf("%s = %s\n", k->name, v);
+        free(v);
+    }
 }
 
 /* Run in the background. The foreground process waits until the daemon reports
@@ -115,19 +144,22 @@ int main(int argc, char **argv)
     memset(&m, 0, sizeof(m));
     m.pidfile.fd = -1;
     const char *config_arg = NULL;
-    int test_only = 0, daemon_mode = 0;
+    int test_only = 0, dump = 0, daemon_mode = 0;
 
     static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
                                              {"version", no_argument, NULL, 'V'},
                                              {NULL, 0, NULL, 0}};
     int opt;
-    while ((opt = getopt_long(argc, argv, "c:tDw:b:p:Vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:tTDw:b:p:Vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c':
             config_arg = optarg;
             break;
         case 't':
             test_only = 1;
+            break;
+        case 'T':
+            test_only = dump = 1;
             break;
         case 'D':
             daemon_mode = 1;
@@ -169,11 +201,14 @@ int main(int argc, char **argv)
         m.cfg = NULL;
     }
     if (test_only) {
+        int ok = m.cfg && startcheck_run(m.cfg, report_stderr, NULL) == 0;
         printf("c2a-worker: configuration file %s test %s\n", m.config_path,
-               m.cfg ? "is successful" : "failed");
+               ok ? "is successful" : "failed");
+        if (ok && dump)
+            print_config(m.cfg);
         config_free(m.cfg);
         free(m.config_path);
-        return m.cfg ? 0 : 1;
+        return ok ? 0 : 1;
     }
     if (!m.cfg) {
         fprintf(stderr, "c2a-worker: configuration file %s has errors\n", m.config_path);

@@ -12,6 +12,7 @@
  *   broker_probe.c  queue depths, asked of the broker over AMQP
  *   tls_spawn.c     the probe's amqps:// relay process (tls_relay.c is c2a-tls.so)
  *   pidfile.c       pidfile with a lock
+ *   startcheck.c    -t: what start and the workers need, checked before start
  *   sdnotify.c      readiness, reload and stop notices to systemd
  */
 #ifndef C2A_MASTER_H
@@ -153,6 +154,10 @@ void status_html(struct master *m, struct evbuffer *b);
 /* status.c */
 struct json_t;
 struct json_t *status_build(struct master *m, int full);
+
+/* startcheck.c: what -t checks beyond the file (start's and the workers'
+ * needs); reports each problem, returns how many. */
+int startcheck_run(const struct config *cfg, config_report_fn report, void *ctx);
 
 /* sdnotify.c: systemd's notify protocol; no-ops without $NOTIFY_SOCKET. */
 void sdnotify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -18,7 +18,8 @@ static const struct c2a_app *find_builtin(const char *name)
     return NULL;
 }
 
-int app_load(const char *spec, struct app_handle *h, char *err, size_t errlen)
+/* Find the app and check its ABI, without running its init. */
+static int app_resolve(const char *spec, struct app_handle *h, char *err, size_t errlen)
 {
     memset(h, 0, sizeof(*h));
     if (strncmp(spec, "builtin:", 8) == 0) {
@@ -51,16 +52,35 @@ int app_load(const char *spec, struct app_handle *h, char *err, size_t errlen)
             goto fail;
         }
     }
-    if (h->app->init && h->app->init(&h->state) != 0) {
-        snprintf(err, errlen, "app %s: init failed", spec);
-        goto fail;
-    }
     return 0;
 fail:
-    if (h->dl)
-        dlclose(h->dl);
+    dlclose(h->dl);
     memset(h, 0, sizeof(*h));
     return -1;
+}
+
+int app_load(const char *spec, struct app_handle *h, char *err, size_t errlen)
+{
+    if (app_resolve(spec, h, err, errlen) < 0)
+        return -1;
+    if (h->app->init && h->app->init(&h->state) != 0) {
+        snprintf(err, errlen, "app %s: init failed", spec);
+        if (h->dl)
+            dlclose(h->dl);
+        memset(h, 0, sizeof(*h));
+        return -1;
+    }
+    return 0;
+}
+
+int app_check(const char *spec, char *err, size_t errlen)
+{
+    struct app_handle h;
+    if (app_resolve(spec, &h, err, errlen) < 0)
+        return -1;
+    if (h.dl)
+        dlclose(h.dl);
+    return 0;
 }
 
 void app_unload(struct app_handle *h)

@@ -18,5 +18,8 @@ struct app_handle {
 /* Load and init the app; 0, or -1 with a reason in err. */
 int app_load(const char *spec, struct app_handle *h, char *err, size_t errlen);
 void app_unload(struct app_handle *h);
+/* What `c2a-worker -t` asks: can the app be loaded, and does it speak our ABI?
+ * Its init is not run. 0, or -1 with a reason in err. */
+int app_check(const char *spec, char *err, size_t errlen);
 
 #endif

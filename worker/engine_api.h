@@ -13,7 +13,7 @@
 
 #include "synth.h"
 
-#define ENGINE_API_VERSION 1
+#define ENGINE_API_VERSION 2
 #define ENGINE_API_SYMBOL "c2a_engine_api"
 #define ENGINE_LIB "c2a-engine.so"
 #define NOAUDIO_LIB "c2a-noaudio.so" /* loaded first: see noaudio.c */
@@ -23,6 +23,9 @@ struct engine_api {
     struct synth *(*synth_init)(int allow_mbrola, char *err, size_t errlen);
     void (*synth_run)(struct synth *s, struct synth_work *w);
     void (*synth_free)(struct synth *s);
+    /* For `c2a-worker -t`: is the default voice installed (voices.h)? 0, or -1
+     * with the reason in err. */
+    int (*voice_check)(struct synth *s, const char *voice, char *err, size_t errlen);
 };
 
 extern const struct engine_api c2a_engine_api;

@@ -310,4 +310,11 @@ void synth_free(struct synth *s)
     free(s);
 }
 
-const struct engine_api c2a_engine_api = {ENGINE_API_VERSION, synth_init, synth_run, synth_free};
+static int voice_check(struct synth *s, const char *voice, char *err, size_t errlen)
+{
+    struct voice_choice vc;
+    return voices_resolve(&s->voices, voice, s->allow_mbrola, &vc, err, errlen);
+}
+
+const struct engine_api c2a_engine_api = {ENGINE_API_VERSION, synth_init, synth_run, synth_free,
+                                          voice_check};

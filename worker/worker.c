@@ -9,13 +9,12 @@
 #include "pipeline.h"
 #include "../common/log.h"
 #include "../common/pkglib.h"
+#include "../common/privs.h"
 #include "../common/util.h"
 
 #include <dlfcn.h>
 #include <errno.h>
 #include <event2/event.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,32 +114,6 @@ static void signal_cb(evutil_socket_t signo, short what, void *arg)
     }
 }
 
-/* Workers run unprivileged when `user` is set and the master is root. */
-static int drop_privileges(const struct config *cfg)
-{
-    if (!cfg->user[0] || geteuid() != 0)
-        return 0;
-    struct passwd *pw = getpwnam(cfg->user);
-    if (!pw) {
-        log_error("user %s: no such user", cfg->user);
-        return -1;
-    }
-    gid_t gid = pw->pw_gid;
-    if (cfg->group[0]) {
-        struct group *gr = getgrnam(cfg->group);
-        if (!gr) {
-            log_error("group %s: no such group", cfg->group);
-            return -1;
-        }
-        gid = gr->gr_gid;
-    }
-    if (initgroups(pw->pw_name, gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
-        log_error("cannot become %s: %s", cfg->user, strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 static void boot_fail(const char *msg)
 {
     log_error("boot failed: %s", msg);
@@ -186,9 +159,9 @@ void worker_main(const struct worker_args *a)
     event_add(w.heartbeat, &tv);
     sigprocmask(SIG_SETMASK, &a->sigmask, NULL);
 
-    if (drop_privileges(w.cfg) < 0)
-        boot_fail("cannot drop privileges");
     char err[512];
+    if (privs_drop(w.cfg, err, sizeof(err)) < 0)
+        boot_fail(err);
     if (app_load(w.cfg->app, &w.app, err, sizeof(err)) < 0)
         boot_fail(err);
 
