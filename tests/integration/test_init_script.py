@@ -37,6 +37,15 @@ def test_init_script_lifecycle(daemon):
     d.write_config("[workers]\ncount = x\n")
     rc, out = run(d, "reload")
     assert rc == 6 and "not reloading" in out
+    assert "count: not an integer" in out  # the reason, not only the verdict
+    # A restart with a bad configuration keeps the old daemon running (it used
+    # to stop it first, then refuse to start: an outage).
+    rc, out = run(d, "restart")
+    assert rc == 6 and "not restarting (still running)" in out
+    assert alive(pid) and int(d.pidfile.read_text()) == pid
+    d.write_config(workers={"count": "3"}, speech={"voice": "xx-nowhere"})
+    rc, out = run(d, "restart")  # a file -t refuses for what start needs
+    assert rc == 6 and "voice: xx-nowhere is not installed" in out and alive(pid)
     assert run(d, "configtest")[0] == 1
     d.write_config()
     assert run(d, "configtest")[0] == 0
