@@ -233,3 +233,46 @@ def test_the_daemon_lives_within_the_units_system_call_filter(daemon, broker, tm
     assert {"execve", "epoll_wait", "socketpair", "fsync", "rename", "prctl"} <= used, used
     assert sorted(used - allowed) == []
     assert wx == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv (util-linux) is not installed")
+def test_the_whole_daemon_runs_unprivileged(daemon, broker):
+    """What the unit asks for (User=, NoNewPrivileges=, no capabilities),
+    played with setpriv: the master, its workers and their engines start,
+    synthesize, reload and stop as an ordinary user."""
+    import pwd
+    import tempfile
+    nobody = pwd.getpwnam("nobody")
+    base = Path(tempfile.mkdtemp(prefix="c2a-unpriv-", dir="/var/tmp"))
+    try:
+        base.chmod(0o755)
+        os.chown(base, nobody.pw_uid, nobody.pw_gid)
+        d = daemon()
+        d.tmp = base  # its config, pidfile, log and audio live where nobody can write
+        d.conf, d.pidfile, d.logfile = base / "c2a.conf", base / "c2a.pid", base / "c2a.log"
+        d.write_config()
+        bin_ = os.environ["C2A_BIN"]
+        d.spawn(["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}",
+                 "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
+                 bin_, "-c", str(d.conf)])
+        wait_for(lambda: d.status(), timeout=30, what="control socket")
+        d.wait_workers(timeout=60)
+        st = d.status()
+        for pid in [st["pid"]] + [w["pid"] for w in st["workers"]]:
+            assert os.stat(f"/proc/{pid}").st_uid == nobody.pw_uid
+            caps = Path(f"/proc/{pid}/status").read_text()
+            assert re.search(r"^CapBnd:\s+0+$", caps, re.M), caps
+            assert re.search(r"^NoNewPrivs:\s+1$", caps, re.M)
+        q = queue_name(d.tmp, d.name)
+        broker.publish(q, {"id": "unpriv", "text": "Nobody speaks.", "format": "ogg"})
+        r = broker.wait_results(1, timeout=60)["unpriv"]
+        assert r["status"] == "ok", r
+        assert os.stat(r["path"]).st_uid == nobody.pw_uid
+        d.signal(signal.SIGHUP, st["pid"])
+        wait_for(lambda: d.status()["reloads"] == 1, what="reload")
+        d.signal(signal.SIGTERM, st["pid"])
+        assert d.wait_exit(timeout=30) == 0
+        assert not d.pidfile.exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
