@@ -48,16 +48,45 @@ static int private_v4(uint32_t a)
     return 0;
 }
 
-/* An IPv4 address carried inside an IPv6 one (mapped, compatible, NAT64):
- * judged as the IPv4 address. */
+static uint32_t v4_at(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* An IPv4 address carried inside an IPv6 one, judged as that IPv4 address:
+ *   ::ffff:a.b.c.d     mapped (a dual-stack socket connects over IPv4)
+ *   ::a.b.c.d          compatible (deprecated; but :: and ::1 are themselves)
+ *   ::ffff:0:a.b.c.d   translated (SIIT, RFC 2765)
+ *   64:ff9b::a.b.c.d   NAT64 well-known prefix (RFC 6052)
+ *   2002:AABB:CCDD::   6to4 (RFC 3056): the IPv4 address in bits 16-47
+ *   2001:0:S:S::~C     Teredo (RFC 4380): the client's address, inverted, last
+ *   ...:0:5efe:a.b.c.d ISATAP (RFC 5214) interface identifiers, any prefix
+ * tests/unit/test_netpolicy.c has one case per form. */
 static int embedded_v4(const uint8_t *a, uint32_t *v4)
 {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+    static const uint8_t compat[12] = {0};
+    static const uint8_t translated[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0};
     static const uint8_t nat64[12] = {0, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0};
-    if (memcmp(a, mapped, 12) != 0 && memcmp(a, nat64, 12) != 0)
-        return 0;
-    *v4 = (uint32_t)a[12] << 24 | (uint32_t)a[13] << 16 | (uint32_t)a[14] << 8 | a[15];
-    return 1;
+    int unspec_or_loopback = memcmp(a, compat, 12) == 0 && !a[12] && !a[13] && !a[14] && a[15] < 2;
+    if (memcmp(a, mapped, 12) == 0 || (memcmp(a, compat, 12) == 0 && !unspec_or_loopback) ||
+        memcmp(a, translated, 12) == 0 || memcmp(a, nat64, 12) == 0) {
+        *v4 = v4_at(a + 12);
+        return 1;
+    }
+    if (a[0] == 0x20 && a[1] == 0x02) {
+        *v4 = v4_at(a + 2);
+        return 1;
+    }
+    if (a[0] == 0x20 && a[1] == 0x01 && a[2] == 0 && a[3] == 0) {
+        *v4 = ~v4_at(a + 12);
+        return 1;
+    }
+    if ((a[8] & ~0x02) == 0 && a[9] == 0 && a[10] == 0x5E && a[11] == 0xFE) {
+        *v4 = v4_at(a + 12);
+        return 1;
+    }
+    return 0;
 }
 
 int netaddr_is_private(const struct sockaddr *sa)
@@ -73,6 +102,8 @@ int netaddr_is_private(const struct sockaddr *sa)
     static const uint8_t zero[16] = {0};
     if (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1))
         return 1;                               /* :: and ::1 */
+    if (a[0] == 0 && a[1] == 0x64 && a[2] == 0xFF && a[3] == 0x9B && a[4] == 0 && a[5] == 1)
+        return 1; /* NAT64 for local use, 64:ff9b:1::/48 (RFC 8215) */
     return (a[0] & 0xFE) == 0xFC ||            /* ULA fc00::/7 */
            (a[0] == 0xFE && (a[1] & 0xC0) == 0x80) || /* link-local fe80::/10 */
            (a[0] == 0xFE && (a[1] & 0xC0) == 0xC0) || /* site-local fec0::/10 */
@@ -143,29 +174,30 @@ int netpolicy_parse(const char *s, struct netpolicy *out, const char **why)
     return 0;
 }
 
-int netpolicy_allows(const struct netpolicy *p, const struct sockaddr *sa)
+static int in_ranges(const struct netpolicy *p, int family, const uint8_t *a)
 {
-    if (!netaddr_is_private(sa) || p->allow_all)
-        return 1;
-    const uint8_t *a;
-    uint8_t v4[4];
-    int family = sa->sa_family;
-    if (family == AF_INET) {
-        a = (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr;
-    } else if (family == AF_INET6) {
-        a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-        uint32_t e;
-        if (embedded_v4(a, &e)) {
-            uint32_t n = htonl(e);
-            memcpy(v4, &n, 4);
-            a = v4;
-            family = AF_INET;
-        }
-    } else {
-        return 0;
-    }
     for (int i = 0; i < p->n; i++)
         if (p->ranges[i].family == family && in_prefix(a, p->ranges[i].addr, p->ranges[i].prefix))
             return 1;
     return 0;
+}
+
+/* A private IPv6 address carrying an IPv4 one is allowed by a range of
+ * either form. */
+int netpolicy_allows(const struct netpolicy *p, const struct sockaddr *sa)
+{
+    if (!netaddr_is_private(sa) || p->allow_all)
+        return 1;
+    if (sa->sa_family == AF_INET)
+        return in_ranges(p, AF_INET, (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family != AF_INET6)
+        return 0;
+    const uint8_t *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    uint32_t e;
+    if (embedded_v4(a, &e)) {
+        uint32_t n = htonl(e);
+        if (in_ranges(p, AF_INET, (const uint8_t *)&n))
+            return 1;
+    }
+    return in_ranges(p, AF_INET6, a);
 }

@@ -49,6 +49,46 @@ static void test_default_blocks_private(void **state)
             fail_msg("%s refused", *ip);
 }
 
+/* Every form of an IPv4 address inside an IPv6 one is judged as the IPv4
+ * address: [::127.0.0.1] (compatible) used to pass as public. */
+static void test_ipv4_inside_ipv6(void **state)
+{
+    (void)state;
+    struct netpolicy p;
+    const char *why;
+    assert_int_equal(netpolicy_parse("no", &p, &why), 0);
+    static const struct {
+        const char *ip;
+        int allowed;
+    } cases[] = {
+        {"::ffff:127.0.0.1", 0},          {"::ffff:8.8.8.8", 1},         /* mapped */
+        {"::127.0.0.1", 0},               {"::10.1.2.3", 0},             /* compatible */
+        {"::8.8.8.8", 1},                 {"::169.254.169.254", 0},
+        {"::ffff:0:127.0.0.1", 0},        {"::ffff:0:8.8.8.8", 1},       /* translated */
+        {"64:ff9b::7f00:1", 0},           {"64:ff9b::808:808", 1},       /* NAT64 */
+        {"64:ff9b:1::808:808", 0},                                       /* NAT64 local */
+        {"2002:7f00:1::1", 0},            {"2002:a9fe:a9fe::", 0},       /* 6to4 */
+        {"2002:808:808::1", 1},
+        {"2001:0:4136:e378:8000:63bf:80ff:fffe", 0}, /* Teredo, client 127.0.0.1 */
+        {"2001:0:4136:e378:8000:63bf:f7f7:f7f7", 1}, /* Teredo, client 8.8.8.8 */
+        {"2001:db8::5efe:7f00:1", 0},     {"fe80::200:5efe:a00:1", 0},   /* ISATAP */
+        {"2606:4700::5efe:808:808", 1},
+        {"2606:4700:4700::1111", 1},      {"2001:4860:4860::8888", 1},   /* plain public */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        if (allows(&p, cases[i].ip) != cases[i].allowed)
+            fail_msg("%s: %s", cases[i].ip, cases[i].allowed ? "refused" : "allowed");
+    /* An allowed IPv4 range allows its IPv6 forms too. */
+    assert_int_equal(netpolicy_parse("127.0.0.0/8", &p, &why), 0);
+    assert_true(allows(&p, "::127.0.0.1"));
+    assert_true(allows(&p, "2002:7f00:1::1"));
+    assert_false(allows(&p, "::10.1.2.3"));
+    /* ::1 stays IPv6's loopback: an IPv6 range names it. */
+    assert_int_equal(netpolicy_parse("::1/128", &p, &why), 0);
+    assert_true(allows(&p, "::1"));
+    assert_false(allows(&p, "::127.0.0.1"));
+}
+
 static void test_ranges(void **state)
 {
     (void)state;
@@ -75,6 +115,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_blocks_private),
+        cmocka_unit_test(test_ipv4_inside_ipv6),
         cmocka_unit_test(test_ranges),
     };
     return cmocka_run_group_tests_name("netpolicy", tests, NULL, NULL);
