@@ -411,13 +411,16 @@ static void dispatch(struct evhttp_request *req, void *arg)
         if (strcmp(routes[i].path, path) != 0)
             continue;
         path_known = 1;
-        if (routes[i].method == evhttp_request_get_command(req)) {
+        enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+        /* HEAD is GET without the body: evhttp leaves the body out. */
+        if (routes[i].method == cmd ||
+            (cmd == EVHTTP_REQ_HEAD && routes[i].method == EVHTTP_REQ_GET)) {
             routes[i].handler(c, req);
             return;
         }
     }
     if (path_known) {
-        const char *allow = "GET";
+        const char *allow = "GET, HEAD";
         for (size_t i = 0; i < ARRAY_LEN(routes); i++)
             if (strcmp(routes[i].path, path) == 0 && routes[i].method == EVHTTP_REQ_POST)
                 allow = "POST";

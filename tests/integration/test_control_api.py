@@ -79,6 +79,21 @@ def test_reload_and_scale_over_http(daemon):
     assert requests.get(d.url + "/workers", timeout=5).status_code == 405
 
 
+def test_head_answers_every_get_without_a_body(daemon):
+    """HEAD on a GET page was 405: monitoring probes use it."""
+    d = daemon().start()
+    for path in ("/", "/status", "/metrics", "/healthz"):
+        g = requests.get(d.url + path, timeout=5)
+        h = requests.head(d.url + path, timeout=5)
+        assert h.status_code == g.status_code, path
+        assert h.content == b"", path
+        assert h.headers["Content-Type"] == g.headers["Content-Type"], path
+    r = requests.head(d.url + "/pause", timeout=5)
+    assert r.status_code == 405 and r.headers["Allow"] == "POST"
+    r = requests.post(d.url + "/status", timeout=5)
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+
+
 def test_shutdown_over_http(daemon):
     d = daemon().start()
     workers = d.worker_pids()

@@ -33,7 +33,7 @@ def test_unknown_path_and_wrong_method(daemon):
     r = requests.post(d.url + "/status", data="x", timeout=5)
     assert r.status_code == 405
     assert r.json()["error"]["code"] == "method_not_allowed"
-    assert r.headers["Allow"] == "GET"
+    assert r.headers["Allow"] == "GET, HEAD"
     r = requests.get(d.url + "/status?full", timeout=5)
     assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
     assert "config" in r.json()
