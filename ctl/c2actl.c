@@ -2,7 +2,11 @@
  * c2actl: the command-line client of c2a-worker.
  *   status                   the pool, from the control socket
  *   submit [...] [--wait]    publish a job to RabbitMQ, optionally wait for its result
- * Addresses come from the daemon's configuration file (-c), or -s / --url.
+ * Addresses and the control token come from the daemon's configuration file
+ * (-c), or -s / --url / --token. Exit status: 0 done (status: healthy), 1
+ * failed (status: degraded), 2 bad usage, 3 no result in time (status: the
+ * daemon is down). With --json every answer and every error is one JSON
+ * document on standard output.
  */
 #include "../common/config.h"
 #include "../common/util.h"
@@ -11,9 +15,11 @@
 #include <amqp.h>
 #include <amqp_framing.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +32,7 @@
 
 struct opts {
     const char *config;
+    const char *config_read; /* the file read, -c or the default, for messages */
     const char *server;
     const char *token;
     const char *url;
@@ -42,8 +49,10 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: c2actl [-c FILE] [-s ADDR] [--token T] [--json] COMMAND\n"
+            "       c2actl --version\n"
             "commands:\n"
-            "  status                    show the master and its workers\n"
+            "  status                    show the master and its workers; exit 0 healthy,\n"
+            "                            1 degraded, 3 down\n"
             "  pause | resume            stop / restart consuming\n"
             "  reload                    re-read the configuration (as SIGHUP)\n"
             "  stop                      graceful stop (as SIGTERM)\n"
@@ -55,10 +64,45 @@ static void usage(FILE *out)
             "                            publish a job; with --wait print its result\n");
 }
 
+static int fail(const struct opts *o, int rc, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Configuration errors (ctx: the options). */
 static void report(void *ctx, const char *msg)
 {
-    (void)ctx;
-    fprintf(stderr, "c2actl: %s\n", msg);
+    fail(ctx, 2, "bad_config", "%s", msg);
+}
+
+/* One error, as text on stderr or, with --json, as {"error": {code, message}}
+ * on stdout; returns rc for the caller to return. */
+static int fail(const struct opts *o, int rc, const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (o->json) {
+        json_t *e = json_pack("{s:{s:s,s:s?}}", "error", "code", code, "message", msg);
+        char *s = json_dumps(e, JSON_COMPACT);
+        puts(s ? s : "{\"error\":{\"code\":\"internal\"}}");
+        free(s);
+        json_decref(e);
+    } else {
+        fprintf(stderr, "c2actl: %s\n", msg);
+    }
+    return rc;
+}
+
+/* A whole-string integer in [min, max], or -1. */
+static long number(const char *s, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < min || v > max)
+        return -1;
+    return v;
 }
 
 static struct config *load_config(const struct opts *o)
@@ -66,9 +110,9 @@ static struct config *load_config(const struct opts *o)
     char *path = o->config ? xstrdup(o->config) : config_default_path();
     struct config *cfg;
     if (access(path, R_OK) == 0)
-        cfg = config_load(path, report, NULL);
+        cfg = config_load(path, report, (void *)o);
     else if (o->config) {
-        fprintf(stderr, "c2actl: %s: cannot read\n", path);
+        fail(o, 2, "bad_config", "%s: cannot read: %s", path, strerror(errno));
         cfg = NULL;
     } else
         cfg = config_defaults();
@@ -91,10 +135,12 @@ static size_t collect(char *p, size_t size, size_t n, void *arg)
     return add;
 }
 
-/* GET (body NULL) or POST a request to the control socket; the JSON answer of a
- * 2xx, or NULL with a one-line reason on stderr. */
-static json_t *http_request(const char *addr, const char *path, const char *token,
-                            const char *body)
+/* GET (body NULL) or POST a request to the control socket, *code the HTTP
+ * status (0: nothing answered). Returns the JSON answer of a 2xx, or NULL with
+ * the reason reported. With any_status: the JSON answer whatever the status,
+ * and nothing reported. */
+static json_t *http_request(const struct opts *o, const char *addr, const char *path,
+                            const char *body, long *code, int any_status)
 {
     CURL *c = curl_easy_init();
     char url[512];
@@ -107,8 +153,8 @@ static json_t *http_request(const char *addr, const char *path, const char *toke
     struct { char *buf; size_t len; } b = {NULL, 0};
     struct curl_slist *h = NULL;
     char auth[600];
-    if (token && token[0]) {
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    if (o->token && o->token[0]) {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", o->token);
         h = curl_slist_append(h, auth);
     }
     if (body) {
@@ -122,38 +168,66 @@ static json_t *http_request(const char *addr, const char *path, const char *toke
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
     curl_easy_setopt(c, CURLOPT_PROXY, "");
     CURLcode rc = curl_easy_perform(c);
-    long code = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    *code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, code);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
     if (rc != CURLE_OK) {
-        fprintf(stderr, "c2actl: %s: %s\n", addr, curl_easy_strerror(rc));
+        *code = 0;
         free(b.buf);
+        if (!any_status)
+            fail(o, 3, "daemon_down", "%s: %s (is c2a-worker running? %s%s%s)", addr,
+                 curl_easy_strerror(rc),
+                 o->server ? "-s names its control socket" : "its control socket is [master] "
+                                                             "control in ",
+                 o->server ? "" : o->config_read ? o->config_read : "the configuration",
+                 o->server ? "" : "; -s names another");
         return NULL;
     }
     json_t *doc = b.buf ? json_loads(b.buf, 0, NULL) : NULL;
     free(b.buf);
-    if (code < 200 || code > 299 || !doc) {
+    if (any_status)
+        return doc;
+    if (*code < 200 || *code > 299 || !doc) {
         json_t *e = doc ? json_object_get(json_object_get(doc, "error"), "message") : NULL;
-        fprintf(stderr, "c2actl: %s: HTTP %ld%s%s\n", addr, code, e ? ": " : "",
-                e ? json_string_value(e) : "");
+        fail(o, 1, *code == 401 ? "unauthorized" : "http_error", "%s: HTTP %ld%s%s%s", addr,
+                 *code, e ? ": " : "", e ? json_string_value(e) : "",
+                 *code == 401 ? " (the token is control_token in the configuration, "
+                                "--token or C2A_CONTROL_TOKEN)" : "");
         json_decref(doc);
         return NULL;
     }
     return doc;
 }
 
+/* The exit status of `status`: /healthz's verdict (0 healthy, 1 degraded),
+ * 3 when the daemon does not answer; reason gets /healthz's reason. */
+static int health(const struct opts *o, const char *addr, char *reason, size_t len)
+{
+    long code;
+    json_t *h = http_request(o, addr, "/healthz", NULL, &code, 1);
+    const char *why = json_string_value(json_object_get(h, "reason"));
+    snprintf(reason, len, "%s", why ? why : code == 0 ? "no answer" : "the health check failed");
+    json_decref(h);
+    return code == 200 ? 0 : code == 0 ? 3 : 1;
+}
+
 static int cmd_status(const struct opts *o, const struct config *cfg)
 {
-    json_t *st = http_request(o->server ? o->server : cfg->control, "/status", o->token, NULL);
+    const char *addr = o->server ? o->server : cfg->control;
+    long code;
+    json_t *st = http_request(o, addr, "/status", NULL, &code, 0);
     if (!st)
-        return 1;
+        return code ? 1 : 3;
+    char reason[512];
+    int rc = health(o, addr, reason, sizeof(reason));
     if (o->json) {
+        json_object_set_new(st, "health", json_string(rc == 0 ? "healthy" : "degraded"));
         char *s = json_dumps(st, JSON_INDENT(2));
         puts(s);
         free(s);
         json_decref(st);
-        return 0;
+        return rc;
     }
     json_t *t = json_object_get(st, "totals");
     printf("master %lld  %s  version %s  up %llds  workers %zu/%lld%s\n",
@@ -205,17 +279,22 @@ static int cmd_status(const struct opts *o, const struct config *cfg)
     }
     if (why)
         printf("queue depths unknown: %s\n", why);
+    if (rc == 0)
+        printf("health: ok\n");
+    else
+        printf("health: DEGRADED: %s\n", reason);
     json_decref(st);
-    return 0;
+    return rc;
 }
 
 /* pause, resume, reload, stop, scale N: one POST each. */
 static int cmd_post(const struct opts *o, const struct config *cfg, const char *path,
                     const char *body, const char *done)
 {
-    json_t *r = http_request(o->server ? o->server : cfg->control, path, o->token, body);
+    long code;
+    json_t *r = http_request(o, o->server ? o->server : cfg->control, path, body, &code, 0);
     if (!r)
-        return 1;
+        return code ? 1 : 3;
     if (o->json) {
         char *s = json_dumps(r, JSON_COMPACT);
         puts(s);
@@ -229,11 +308,11 @@ static int cmd_post(const struct opts *o, const struct config *cfg, const char *
 
 /* ---- submit (AMQP) ---- */
 
-static char *read_file(const char *path)
+static char *read_file(const struct opts *o, const char *path)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (!f) {
-        perror(path);
+        fail(o, 1, "bad_file", "%s: %s", path, strerror(errno));
         return NULL;
     }
     size_t len = 0, cap = 65536;
@@ -250,13 +329,12 @@ static char *read_file(const char *path)
     return buf;
 }
 
-static int amqp_failed(amqp_rpc_reply_t r, const char *what)
+static int amqp_failed(const struct opts *o, amqp_rpc_reply_t r, const char *what)
 {
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
     char buf[256];
-    fprintf(stderr, "c2actl: %s: %s\n", what, amqp_reply_text(r, buf, sizeof(buf)));
-    return 1;
+    return fail(o, 1, "broker_error", "%s: %s", what, amqp_reply_text(r, buf, sizeof(buf)));
 }
 
 /* The first broker of the list (--url, else the configuration's failover list)
@@ -267,6 +345,7 @@ static amqp_connection_state_t open_broker(const struct opts *o, const struct co
     snprintf(name, sizeof(name), "c2actl@%s:%d", amqp_host_name(), (int)getpid());
     struct amqp_open_opts oo = {name, 0, 5};
     int n = o->url ? 1 : cfg->n_urls;
+    char why[AMQP_ERR_LEN + 512] = "no broker URL";
     for (int i = 0; i < n; i++) {
         const char *url = o->url ? o->url : cfg->urls[i];
         char err[AMQP_ERR_LEN];
@@ -274,9 +353,12 @@ static amqp_connection_state_t open_broker(const struct opts *o, const struct co
         if (conn)
             return conn;
         char *masked = config_mask_url(url);
-        fprintf(stderr, "c2actl: %s: %s\n", masked, err);
+        snprintf(why, sizeof(why), "%s: %s", masked, err);
         free(masked);
+        if (i + 1 < n && !o->json)
+            fprintf(stderr, "c2actl: %s; trying the next broker\n", why);
     }
+    fail(o, 1, "broker_unreachable", "%s", why);
     return NULL;
 }
 
@@ -319,11 +401,9 @@ static int await(amqp_connection_state_t conn, const struct opts *o, const char 
         time_t left = deadline - time(NULL);
         if (left <= 0) {
             if (!confirmed)
-                fprintf(stderr, "c2actl: %s: the broker did not confirm the job\n", id);
-            else
-                fprintf(stderr, "c2actl: %s: no result within %d s (is a worker consuming %s?)\n",
+                return fail(o, 1, "not_confirmed", "%s: the broker did not confirm the job", id);
+            return fail(o, 3, "no_result", "%s: no result within %d s (is a worker consuming %s?)",
                         id, o->timeout, queue);
-            return confirmed ? 3 : 1;
         }
         struct timeval wait = {left, 0};
         amqp_frame_t f;
@@ -332,8 +412,7 @@ static int await(amqp_connection_state_t conn, const struct opts *o, const char 
         if (st == AMQP_STATUS_TIMEOUT)
             continue;
         if (st != AMQP_STATUS_OK) {
-            fprintf(stderr, "c2actl: %s: %s\n", id, amqp_error_string2(st));
-            return 1;
+            return fail(o, 1, "broker_error", "%s: %s", id, amqp_error_string2(st));
         }
         if (f.frame_type != AMQP_FRAME_METHOD)
             continue;
@@ -341,11 +420,10 @@ static int await(amqp_connection_state_t conn, const struct opts *o, const char 
         if (m == AMQP_BASIC_ACK_METHOD) {
             confirmed = 1;
         } else if (m == AMQP_BASIC_NACK_METHOD) {
-            fprintf(stderr, "c2actl: %s: the broker refused the job (nack)\n", id);
-            return 1;
+            return fail(o, 1, "refused", "%s: the broker refused the job (nack)", id);
         } else if (m == AMQP_BASIC_RETURN_METHOD || m == AMQP_BASIC_DELIVER_METHOD) {
             amqp_message_t msg;
-            if (amqp_failed(amqp_read_message(conn, f.channel, &msg, 0), "reading a message"))
+            if (amqp_failed(o, amqp_read_message(conn, f.channel, &msg, 0), "reading a message"))
                 return 1;
             const amqp_bytes_t *c = &msg.properties.correlation_id;
             if (m == AMQP_BASIC_RETURN_METHOD)
@@ -355,19 +433,21 @@ static int await(amqp_connection_state_t conn, const struct opts *o, const char 
             amqp_destroy_message(&msg);
         } else if (m == AMQP_CHANNEL_CLOSE_METHOD || m == AMQP_CONNECTION_CLOSE_METHOD) {
             amqp_channel_close_t *cl = f.payload.method.decoded; /* same leading fields */
-            fprintf(stderr, "c2actl: %s: closed by the broker: %u %.*s\n", id, cl->reply_code,
-                    (int)cl->reply_text.len, (char *)cl->reply_text.bytes);
-            return 1;
+            return fail(o, 1, "broker_error", "%s: closed by the broker: %u %.*s", id,
+                        cl->reply_code, (int)cl->reply_text.len, (char *)cl->reply_text.bytes);
         }
     }
     if (returned) {
-        fprintf(stderr, "c2actl: %s: no queue named %s: the broker returned the job\n", id,
-                queue);
         json_decref(res);
-        return 1;
+        return fail(o, 1, "unroutable", "%s: no queue named %s: the broker returned the job", id,
+                    queue);
     }
     if (!o->wait) {
-        printf("%s\n", id);
+        json_t *sent = json_pack("{s:s,s:s}", "id", id, "queue", queue);
+        char *text = sent && o->json ? json_dumps(sent, JSON_COMPACT) : NULL;
+        printf("%s\n", text ? text : id);
+        free(text);
+        json_decref(sent);
         return 0;
     }
     print_result(o, res);
@@ -381,8 +461,7 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
 {
     int sources = !!o->text + !!o->ssml + !!o->file + !!o->fetch;
     if (sources != 1) {
-        fprintf(stderr, "c2actl: submit needs exactly one of --text, --ssml, --file, --fetch\n");
-        return 2;
+        return fail(o, 2, "usage", "submit needs exactly one of --text, --ssml, --file, --fetch");
     }
     char idbuf[64];
     const char *id = o->id;
@@ -393,7 +472,7 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
                  ts.tv_nsec / 1000);
         id = idbuf;
     }
-    char *content = o->file ? read_file(o->file) : NULL;
+    char *content = o->file ? read_file(o, o->file) : NULL;
     if (o->file && !content)
         return 1;
     json_t *job = json_pack("{s:s}", "id", id);
@@ -405,9 +484,8 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
                                                : content));
     free(content);
     if (!json_object_get(job, key)) {
-        fprintf(stderr, "c2actl: the text is not valid UTF-8\n");
         json_decref(job);
-        return 2;
+        return fail(o, 2, "bad_text", "the text is not valid UTF-8");
     }
     if (o->voice)
         json_object_set_new(job, "voice", json_string(o->voice));
@@ -435,23 +513,23 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
     /* Results come on channel 1, the job goes out on channel 2 in confirm mode:
      * a result may come before the confirm of a job a worker was quick with. */
     amqp_channel_open(conn, CH_RESULTS);
-    if (amqp_failed(amqp_get_rpc_reply(conn), "channel.open"))
+    if (amqp_failed(o, amqp_get_rpc_reply(conn), "channel.open"))
         goto out;
     amqp_channel_open(conn, CH_PUBLISH);
-    if (amqp_failed(amqp_get_rpc_reply(conn), "channel.open"))
+    if (amqp_failed(o, amqp_get_rpc_reply(conn), "channel.open"))
         goto out;
     amqp_confirm_select(conn, CH_PUBLISH);
-    if (amqp_failed(amqp_get_rpc_reply(conn), "confirm.select"))
+    if (amqp_failed(o, amqp_get_rpc_reply(conn), "confirm.select"))
         goto out;
     if (o->wait) {
         amqp_queue_declare_ok_t *ok =
             amqp_queue_declare(conn, CH_RESULTS, amqp_empty_bytes, 0, 0, 1, 1, amqp_empty_table);
-        if (amqp_failed(amqp_get_rpc_reply(conn), "declaring the reply queue"))
+        if (amqp_failed(o, amqp_get_rpc_reply(conn), "declaring the reply queue"))
             goto out;
         reply_q = amqp_bytes_malloc_dup(ok->queue);
         amqp_basic_consume(conn, CH_RESULTS, reply_q, amqp_empty_bytes, 0, 1, 1,
                            amqp_empty_table);
-        if (amqp_failed(amqp_get_rpc_reply(conn), "basic.consume"))
+        if (amqp_failed(o, amqp_get_rpc_reply(conn), "basic.consume"))
             goto out;
     }
     amqp_basic_properties_t props = {0};
@@ -469,7 +547,7 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
      * dropping it. */
     if (amqp_basic_publish(conn, CH_PUBLISH, amqp_empty_bytes, amqp_cstring_bytes(queue), 1, 0,
                            &props, amqp_cstring_bytes(body)) != AMQP_STATUS_OK) {
-        fprintf(stderr, "c2actl: publish failed\n");
+        fail(o, 1, "broker_error", "publish failed");
         goto out;
     }
     rc = await(conn, o, id, queue);
@@ -486,6 +564,7 @@ out:
 int main(int argc, char **argv)
 {
     struct opts o = {.timeout = 60, .token = getenv("C2A_CONTROL_TOKEN")};
+    const char *rate = NULL, *timeout = NULL;
     enum { O_TOKEN = 256, O_JSON, O_TEXT, O_SSML, O_FILE, O_ID, O_VOICE, O_FORMAT, O_RATE,
            O_WAIT, O_TIMEOUT, O_QUEUE, O_URL, O_MARKS, O_FETCH, O_ENGINE, O_UPLOAD, O_CALLBACK };
     static const struct option longopts[] = {
@@ -500,15 +579,17 @@ int main(int argc, char **argv)
         {"fetch", required_argument, NULL, O_FETCH}, {"engine", required_argument, NULL, O_ENGINE},
         {"upload-url", required_argument, NULL, O_UPLOAD},
         {"callback-url", required_argument, NULL, O_CALLBACK},
-        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+        {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "+c:s:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+c:s:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'c': o.config = optarg; break;
         case 's': o.server = optarg; break;
         case O_TOKEN: o.token = optarg; break;
         case O_JSON: o.json = 1; break;
         case 'h': usage(stdout); return 0;
+        case 'V': printf("c2actl %s\n", C2A_VERSION); return 0;
         default: usage(stderr); return 2;
         }
     }
@@ -531,9 +612,9 @@ int main(int argc, char **argv)
         case O_ID: o.id = optarg; break;
         case O_VOICE: o.voice = optarg; break;
         case O_FORMAT: o.format = optarg; break;
-        case O_RATE: o.sample_rate = atoi(optarg); break;
+        case O_RATE: rate = optarg; break;
         case O_WAIT: o.wait = 1; break;
-        case O_TIMEOUT: o.timeout = atoi(optarg) > 0 ? atoi(optarg) : 60; break;
+        case O_TIMEOUT: timeout = optarg; break;
         case O_QUEUE: o.queue = optarg; break;
         case O_URL: o.url = optarg; break;
         case O_MARKS: o.marks = 1; break;
@@ -546,13 +627,20 @@ int main(int argc, char **argv)
     }
     if (optind < argc && strcmp(cmd, "scale") == 0 && !o.scale)
         o.scale = argv[optind++];
-    if (optind < argc) {
-        fprintf(stderr, "c2actl: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    if (optind < argc)
+        return fail(&o, 2, "usage", "unexpected argument '%s'", argv[optind]);
+    if (rate && (o.sample_rate = (int)number(rate, 1, 192000)) < 0)
+        return fail(&o, 2, "usage", "--sample-rate: %s is not a rate in Hz (1..192000)", rate);
+    if (timeout && (o.timeout = (int)number(timeout, 1, 86400)) < 0)
+        return fail(&o, 2, "usage", "--timeout: %s is not a number of seconds (1..86400)",
+                    timeout);
     struct config *cfg = load_config(&o);
     if (!cfg)
         return 2;
+    o.config_read = cfg->path;
+    /* The token of the configuration we read, unless given. */
+    if (!o.token && cfg->control_token[0])
+        o.token = cfg->control_token;
     int rc;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     char body[64], done[64];
@@ -570,8 +658,7 @@ int main(int argc, char **argv)
         char *end = NULL;
         long n = o.scale ? strtol(o.scale, &end, 10) : 0;
         if (!o.scale || *end || n < 1 || n > 256) {
-            fprintf(stderr, "c2actl: scale needs a worker count, 1..256\n");
-            rc = 2;
+            rc = fail(&o, 2, "usage", "scale needs a worker count, 1..256");
         } else {
             snprintf(body, sizeof(body), "{\"count\": %ld}", n);
             snprintf(done, sizeof(done), "scaling to %ld workers", n);
@@ -581,9 +668,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "submit") == 0)
         rc = cmd_submit(&o, cfg);
     else {
-        fprintf(stderr, "c2actl: unknown command '%s'\n", cmd);
-        usage(stderr);
-        rc = 2;
+        rc = fail(&o, 2, "usage", "unknown command '%s' (c2actl -h lists them)", cmd);
     }
     curl_global_cleanup();
     config_free(cfg);

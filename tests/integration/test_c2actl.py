@@ -3,6 +3,8 @@
 import json
 import os
 
+import requests
+
 from conftest import BIN, queue_name, run, sfinfo, wait_for
 
 CTL = os.path.join(os.path.dirname(BIN), "c2actl")
@@ -40,12 +42,28 @@ def test_submit_without_wait_and_errors(daemon, broker):
     assert ctl(d, "submit")[0] == 2
     assert ctl(d, "submit", "--text", "a", "--ssml", "b")[0] == 2
     assert ctl(d, "bogus")[0] == 2
+    # Numbers are numbers (atoi took "abc" as the default); errors as JSON.
+    rc, _, err = ctl(d, "submit", "--text", "a", "--sample-rate", "abc")
+    assert rc == 2 and "--sample-rate: abc is not a rate" in err
+    rc, out, err = ctl(d, "--json", "submit", "--text", "a", "--timeout", "10s", "--wait")
+    assert rc == 2 and err == "" and json.loads(out)["error"]["code"] == "usage"
+    rc, out, _ = ctl(d, "--json", "submit", "--text", "a", "--id", "j\"1")
+    assert rc == 0 and json.loads(out)["id"] == 'j"1'
+    rc, _, err = ctl(d, "submit", "--text", "a", "--url", "bogus")
+    assert rc == 1 and "not an AMQP URL" in err
+    rc, out, _ = ctl(d, "--json", "submit", "--text", "a", "--queue", "no-such-queue-c2a")
+    assert rc == 1 and json.loads(out)["error"]["code"] == "unroutable"
     rc, _, err = ctl(d, "submit", "--text", "a", "--queue", "no-such-queue-c2a", "--wait")
     assert rc == 1 and "no queue named no-such-queue-c2a" in err
     idle = f"idle-{d.tmp.name}"
     broker.ch.queue_declare(idle, auto_delete=True)
     rc, _, err = ctl(d, "submit", "--text", "a", "--queue", idle, "--wait", "--timeout", "2")
     assert rc == 3 and "no result within 2 s" in err
+
+
+def test_version():
+    r = run([CTL, "--version"])
+    assert r.returncode == 0 and r.stdout.startswith("c2actl ")
 
 
 def test_status(daemon):
@@ -59,16 +77,39 @@ def test_status(daemon):
     wait_for(lambda: f"         0          2  work        {q}\n" in ctl(d, "status")[1],
              what="the queue line")
     assert f"dead-letter {q}.dead" in ctl(d, "status")[1]
+    assert "health: ok" in out
     rc, out, _ = ctl(d, "--json", "status")
-    assert json.loads(out)["pid"] == d.master_pid
+    assert rc == 0 and json.loads(out)["pid"] == d.master_pid
+    assert json.loads(out)["health"] == "healthy"
+    # Down: exit 3 and a hint; with --json the error is JSON too.
     rc, _, err = ctl(d, "-s", "127.0.0.1:1", "status")
-    assert rc == 1 and "127.0.0.1:1" in err
+    assert rc == 3 and "127.0.0.1:1" in err and "is c2a-worker running?" in err
+    rc, out, err = ctl(d, "--json", "-s", "127.0.0.1:1", "status")
+    assert rc == 3 and err == ""
+    assert json.loads(out)["error"]["code"] == "daemon_down"
+
+
+def test_status_exit_says_degraded(daemon):
+    """status used to exit 0 with no worker consuming: now 1, with the reason."""
+    d = daemon().start()
+    requests.post(d.url + "/pause", timeout=5).raise_for_status()
+    rc, out, _ = ctl(d, "status")
+    assert rc == 1 and "health: DEGRADED: paused" in out
+    rc, out, _ = ctl(d, "--json", "status")
+    assert rc == 1 and json.loads(out)["health"] == "degraded"
 
 
 def test_control_verbs(daemon, monkeypatch):
     d = daemon(master={"control_token": "t0k"}).start()
-    rc, _, err = ctl(d, "pause")
-    assert rc == 1 and "HTTP 401" in err  # no token
+    # The token comes from the configuration c2actl reads (it used to be
+    # ignored: HTTP 401); a wrong one given is refused with a hint.
+    rc, out, err = ctl(d, "--token", "wrong", "pause")
+    assert rc == 1 and "HTTP 401" in err and "control_token" in err
+    rc, out, _ = ctl(d, "--json", "--token", "wrong", "pause")
+    assert rc == 1 and json.loads(out)["error"]["code"] == "unauthorized"
+    rc, out, _ = ctl(d, "pause")
+    assert rc == 0 and d.status()["paused"] is True
+    assert ctl(d, "resume")[0] == 0
     monkeypatch.setenv("C2A_CONTROL_TOKEN", "t0k")
     rc, out, _ = ctl(d, "pause")
     assert rc == 0 and out.strip() == "paused: workers stop consuming"
