@@ -50,6 +50,8 @@ static const struct config_key keys[] = {
      "recycle a worker after this many jobs; 0 = never"},
     {"workers", "max_jobs_jitter", CT_INT, OFF(max_jobs_jitter), "0", 0, INT_MAX, NULL, 0,
      "add up to this many jobs at random to max_jobs, per worker"},
+    {"workers", "max_rss", CT_INT, OFF(max_rss), "0", 0, 1048576, NULL, 0,
+     "recycle a worker after a job when it and its engine use more MB than this; 0 = never"},
     {"workers", "app", CT_APP, OFF(app), "builtin:speech", 0, 0, NULL, 0,
      "job handler: builtin:speech, builtin:noop or /path/lib.so:symbol"},
 

@@ -32,6 +32,7 @@ struct config {
     int job_timeout;
     int max_jobs;
     int max_jobs_jitter;
+    int max_rss;        /* MB, worker + engine child; 0 = no limit */
     char *app;
     /* [broker] */
     char *urls[CONFIG_MAX_URLS];

@@ -29,8 +29,8 @@
 
 const char *exit_reason_name(enum exit_reason r)
 {
-    static const char *const names[] = {"crashed",     "killed",   "heartbeat",
-                                        "job_timeout", "recycled", "boot_failed"};
+    static const char *const names[] = {"crashed",  "killed",      "heartbeat", "job_timeout",
+                                        "recycled", "boot_failed", "memory"};
     return (unsigned)r < ARRAY_LEN(names) ? names[r] : "unknown";
 }
 
@@ -194,8 +194,9 @@ static void account_exit(struct master *m, struct child *c, int status)
     } else if (c->asked_to_stop) {
         log_info("worker %d stopped (%s)", (int)c->pid, how);
     } else if (self_stopping && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        m->restarts_by_reason[XR_RECYCLED]++;
-        log_info("worker %d recycled itself (%s)", (int)c->pid, how);
+        int memory = atomic_load(&s->recycled_for_memory);
+        m->restarts_by_reason[memory ? XR_MEMORY : XR_RECYCLED]++;
+        log_info("worker %d recycled itself%s (%s)", (int)c->pid, memory ? " (max_rss)" : "", how);
     } else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) {
         m->restarts_by_reason[XR_KILLED]++;
         log_warn("worker %d was killed from outside (%s)", (int)c->pid, how);

@@ -33,7 +33,7 @@ enum master_state { MS_RUNNING, MS_STOPPING, MS_QUITTING };
 
 /* Why a worker left; indexes master.restarts_by_reason. */
 enum exit_reason { XR_CRASHED, XR_KILLED, XR_HEARTBEAT, XR_JOB_TIMEOUT, XR_RECYCLED,
-                   XR_BOOT_FAILED, XR_COUNT };
+                   XR_BOOT_FAILED, XR_MEMORY, XR_COUNT };
 
 struct child {
     pid_t pid;

@@ -106,6 +106,7 @@ struct pipeline {
     struct event *forget_ev;
     uint64_t jobs_done;
     uint64_t recycle_after; /* 0 = never */
+    int recycling;          /* max_jobs or max_rss reached: the shell stops us */
 };
 
 static void kick(struct pipeline *p);
@@ -340,14 +341,29 @@ static void count_done(struct pipeline *p, const struct task *t, int64_t audio_m
     slot_observe_job(p->env.slot, (uint64_t)(now_mono_us() - t->received_us),
                      audio_ms > 0 ? (uint64_t)audio_ms : 0);
     p->jobs_done++;
-    if (p->recycle_after && p->jobs_done == p->recycle_after && !p->stopping) {
-        /* Take no more jobs now; the shell stops us gracefully on its next
-         * heartbeat, and the master starts our replacement as soon as it sees
-         * WS_STOPPING. */
+    if (p->recycling || p->stopping)
+        return;
+    if (p->recycle_after && p->jobs_done == p->recycle_after) {
         log_info("recycling after %llu jobs", (unsigned long long)p->jobs_done);
-        amqp_link_consume(p->link, 0);
-        atomic_store(&p->env.slot->state, WS_STOPPING);
+    } else if (p->env.cfg->max_rss) {
+        /* Measured after a job, as Celery's max-memory-per-child: an idle worker
+         * above the limit (set too low) is not replaced in a loop. */
+        pid_t engine = atomic_load(&p->env.slot->engine_pid);
+        uint64_t rss = proc_rss_kb(getpid()) + (engine ? proc_rss_kb(engine) : 0);
+        if (rss <= (uint64_t)p->env.cfg->max_rss * 1024)
+            return;
+        log_warn("recycling: the worker and its engine use %llu kB, over max_rss = %d MB",
+                 (unsigned long long)rss, p->env.cfg->max_rss);
+        atomic_store(&p->env.slot->recycled_for_memory, 1);
+    } else {
+        return;
     }
+    /* Take no more jobs now; the shell stops us gracefully on its next
+     * heartbeat, and the master starts our replacement as soon as it sees
+     * WS_STOPPING. */
+    p->recycling = 1;
+    amqp_link_consume(p->link, 0);
+    atomic_store(&p->env.slot->state, WS_STOPPING);
 }
 
 static void list_append(struct pipeline *p, struct task *t)
@@ -1124,7 +1140,7 @@ static void pipeline_tick(struct pipeline *p)
 
 static int pipeline_recycle(struct pipeline *p)
 {
-    return p->recycle_after && p->jobs_done >= p->recycle_after;
+    return p->recycling;
 }
 
 static void stop_check_cb(evutil_socket_t fd, short what, void *arg)
