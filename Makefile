@@ -89,7 +89,7 @@ CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libssl libcrypto libcu
 .PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin tools
 all: $(BIN) $(PIPELINE) $(ENGINELIB) $(HTTPLIB) $(TLSLIB) $(CTL)
 
-$(CTL): $(BUILD)/ctl/c2actl.o $(BUILD)/worker/amqp_open.o $(COMMON_OBJ)
+$(CTL): $(BUILD)/ctl/c2actl.o $(BUILD)/ctl/dead.o $(BUILD)/worker/amqp_open.o $(COMMON_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CTL_LIBS)
 
 # -rdynamic: the pipeline calls the binary's log and scoreboard functions.

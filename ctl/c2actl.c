@@ -2,12 +2,14 @@
  * c2actl: the command-line client of c2a-worker.
  *   status                   the pool, from the control socket
  *   submit [...] [--wait]    publish a job to RabbitMQ, optionally wait for its result
+ *   dead ...                 the dead letters of a queue (dead.c)
  * Addresses and the control token come from the daemon's configuration file
  * (-c), or -s / --url / --token. Exit status: 0 done (status: healthy), 1
  * failed (status: degraded), 2 bad usage, 3 no result in time (status: the
  * daemon is down). With --json every answer and every error is one JSON
  * document on standard output.
  */
+#include "c2actl.h"
 #include "../common/config.h"
 #include "../common/util.h"
 #include "../worker/amqp_open.h"
@@ -30,21 +32,6 @@
 #define CH_PUBLISH 2
 #define CONFIRM_TIMEOUT_S 10
 
-struct opts {
-    const char *config;
-    const char *config_read; /* the file read, -c or the default, for messages */
-    const char *server;
-    const char *token;
-    const char *url;
-    const char *queue;
-    int json;
-    /* submit */
-    const char *text, *ssml, *file, *fetch, *id, *voice, *format, *engine, *upload_url,
-        *callback_url;
-    int sample_rate, wait, timeout, marks;
-    const char *scale; /* scale N */
-};
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -61,11 +48,13 @@ static void usage(FILE *out)
             "         [--format F] [--sample-rate HZ] [--marks] [--engine espeak|http]\n"
             "         [--upload-url URL] [--callback-url URL] [--queue Q] [--url AMQP_URL]\n"
             "         [--wait [--timeout S]]\n"
-            "                            publish a job; with --wait print its result\n");
+            "                            publish a job; with --wait print its result\n"
+            "  dead list QUEUE [--limit N]          the dead letters of QUEUE\n"
+            "  dead show QUEUE ID                   one of them, whole\n"
+            "  dead requeue QUEUE (--id ID... | --code CODE | --all)\n"
+            "                            back to QUEUE, attempts reset\n"
+            "  dead purge QUEUE [--code CODE]       drop them\n");
 }
-
-static int fail(const struct opts *o, int rc, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 /* Configuration errors (ctx: the options). */
 static void report(void *ctx, const char *msg)
@@ -73,9 +62,7 @@ static void report(void *ctx, const char *msg)
     fail(ctx, 2, "bad_config", "%s", msg);
 }
 
-/* One error, as text on stderr or, with --json, as {"error": {code, message}}
- * on stdout; returns rc for the caller to return. */
-static int fail(const struct opts *o, int rc, const char *code, const char *fmt, ...)
+int fail(const struct opts *o, int rc, const char *code, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -94,8 +81,7 @@ static int fail(const struct opts *o, int rc, const char *code, const char *fmt,
     return rc;
 }
 
-/* A whole-string integer in [min, max], or -1. */
-static long number(const char *s, long min, long max)
+long number(const char *s, long min, long max)
 {
     char *end;
     errno = 0;
@@ -329,7 +315,7 @@ static char *read_file(const struct opts *o, const char *path)
     return buf;
 }
 
-static int amqp_failed(const struct opts *o, amqp_rpc_reply_t r, const char *what)
+int amqp_failed(const struct opts *o, amqp_rpc_reply_t r, const char *what)
 {
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return 0;
@@ -337,9 +323,7 @@ static int amqp_failed(const struct opts *o, amqp_rpc_reply_t r, const char *wha
     return fail(o, 1, "broker_error", "%s: %s", what, amqp_reply_text(r, buf, sizeof(buf)));
 }
 
-/* The first broker of the list (--url, else the configuration's failover list)
- * that takes us, as the workers would. */
-static amqp_connection_state_t open_broker(const struct opts *o, const struct config *cfg)
+amqp_connection_state_t open_broker(const struct opts *o, const struct config *cfg)
 {
     char name[300];
     snprintf(name, sizeof(name), "c2actl@%s:%d", amqp_host_name(), (int)getpid());
@@ -564,9 +548,10 @@ out:
 int main(int argc, char **argv)
 {
     struct opts o = {.timeout = 60, .token = getenv("C2A_CONTROL_TOKEN")};
-    const char *rate = NULL, *timeout = NULL;
+    const char *rate = NULL, *timeout = NULL, *limit = NULL;
     enum { O_TOKEN = 256, O_JSON, O_TEXT, O_SSML, O_FILE, O_ID, O_VOICE, O_FORMAT, O_RATE,
-           O_WAIT, O_TIMEOUT, O_QUEUE, O_URL, O_MARKS, O_FETCH, O_ENGINE, O_UPLOAD, O_CALLBACK };
+           O_WAIT, O_TIMEOUT, O_QUEUE, O_URL, O_MARKS, O_FETCH, O_ENGINE, O_UPLOAD, O_CALLBACK,
+           O_CODE, O_ALL, O_LIMIT };
     static const struct option longopts[] = {
         {"config", required_argument, NULL, 'c'}, {"server", required_argument, NULL, 's'},
         {"token", required_argument, NULL, O_TOKEN}, {"json", no_argument, NULL, O_JSON},
@@ -579,6 +564,8 @@ int main(int argc, char **argv)
         {"fetch", required_argument, NULL, O_FETCH}, {"engine", required_argument, NULL, O_ENGINE},
         {"upload-url", required_argument, NULL, O_UPLOAD},
         {"callback-url", required_argument, NULL, O_CALLBACK},
+        {"code", required_argument, NULL, O_CODE}, {"all", no_argument, NULL, O_ALL},
+        {"limit", required_argument, NULL, O_LIMIT},
         {"help", no_argument, NULL, 'h'}, {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -598,10 +585,22 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[optind];
-    /* Command options may follow the command. */
-    optind++;
-    while ((c = getopt_long(argc, argv, "c:s:h", longopts, NULL)) != -1) {
+    /* Command options and operands follow the command: a second getopt over
+     * the rest (optind 0 starts it afresh; the command stands for argv[0]).
+     * "-": operands come back in their place, as 1. */
+    int sub_argc = argc - optind;
+    char **sub_argv = argv + optind;
+    optind = 0;
+    while ((c = getopt_long(sub_argc, sub_argv, "-c:s:h", longopts, NULL)) != -1) {
         switch (c) {
+        case 1:
+            if (strcmp(cmd, "scale") == 0 && !o.scale)
+                o.scale = optarg;
+            else if (strcmp(cmd, "dead") == 0 && o.nargs < 3)
+                o.args[o.nargs++] = optarg;
+            else
+                return fail(&o, 2, "usage", "unexpected argument '%s'", optarg);
+            break;
         case 'c': o.config = optarg; break;
         case 's': o.server = optarg; break;
         case O_TOKEN: o.token = optarg; break;
@@ -609,7 +608,15 @@ int main(int argc, char **argv)
         case O_TEXT: o.text = optarg; break;
         case O_SSML: o.ssml = optarg; break;
         case O_FILE: o.file = optarg; break;
-        case O_ID: o.id = optarg; break;
+        case O_ID:
+            o.id = optarg;
+            if (o.nids == DEAD_MAX_IDS)
+                return fail(&o, 2, "usage", "at most %d --id", DEAD_MAX_IDS);
+            o.ids[o.nids++] = optarg;
+            break;
+        case O_CODE: o.code = optarg; break;
+        case O_ALL: o.all = 1; break;
+        case O_LIMIT: limit = optarg; break;
         case O_VOICE: o.voice = optarg; break;
         case O_FORMAT: o.format = optarg; break;
         case O_RATE: rate = optarg; break;
@@ -625,12 +632,10 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc && strcmp(cmd, "scale") == 0 && !o.scale)
-        o.scale = argv[optind++];
-    if (optind < argc)
-        return fail(&o, 2, "usage", "unexpected argument '%s'", argv[optind]);
     if (rate && (o.sample_rate = (int)number(rate, 1, 192000)) < 0)
         return fail(&o, 2, "usage", "--sample-rate: %s is not a rate in Hz (1..192000)", rate);
+    if (limit && (o.limit = number(limit, 1, 1000000)) < 0)
+        return fail(&o, 2, "usage", "--limit: %s is not a count (1..1000000)", limit);
     if (timeout && (o.timeout = (int)number(timeout, 1, 86400)) < 0)
         return fail(&o, 2, "usage", "--timeout: %s is not a number of seconds (1..86400)",
                     timeout);
@@ -667,6 +672,8 @@ int main(int argc, char **argv)
     }
     else if (strcmp(cmd, "submit") == 0)
         rc = cmd_submit(&o, cfg);
+    else if (strcmp(cmd, "dead") == 0)
+        rc = cmd_dead(&o, cfg);
     else {
         rc = fail(&o, 2, "usage", "unknown command '%s' (c2actl -h lists them)", cmd);
     }

@@ -614,7 +614,7 @@ static amqp_table_entry_t *build_props(const struct amqp_publish *p,
         if (props->_flags & AMQP_BASIC_HEADERS_FLAG)
             norig = props->headers.num_entries;
     }
-    amqp_table_entry_t *h = xcalloc((size_t)norig + 5, sizeof(*h));
+    amqp_table_entry_t *h = xcalloc((size_t)norig + 6, sizeof(*h));
     int nh = 0;
     for (int i = 0; i < norig; i++)
         if (!is_ours(props->headers.entries[i].key))
@@ -649,6 +649,10 @@ static amqp_table_entry_t *build_props(const struct amqp_publish *p,
         h[nh].key = amqp_cstring_bytes("x-c2a-error-message");
         h[nh].value.kind = AMQP_FIELD_KIND_UTF8;
         h[nh++].value.value.bytes = bytes(p->error_message);
+        /* When it failed: `c2actl dead list` shows the age. */
+        h[nh].key = amqp_cstring_bytes("x-c2a-failed-at");
+        h[nh].value.kind = AMQP_FIELD_KIND_TIMESTAMP;
+        h[nh++].value.value.u64 = (uint64_t)(now_real_ms() / 1000);
     }
     props->_flags &= ~(amqp_flags_t)AMQP_BASIC_HEADERS_FLAG;
     if (nh) {
