@@ -20,6 +20,7 @@
 static const char *const engines[] = {"espeak", "http", NULL};
 static const char *const formats[] = {"wav", "flac", "ogg", "opus", "mp3", NULL};
 static const char *const queue_types[] = {"classic", "quorum", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 
 /* Every key of the file. Order is the order of the example file and the man page. */
 static const struct config_key keys[] = {
@@ -33,6 +34,10 @@ static const struct config_key keys[] = {
      "- (stderr), a file path, or syslog"},
     {"master", "log_level", CT_LOGLEVEL, OFF(log_level), "info", 0, 0, NULL, 0,
      "debug, info, warn or error"},
+    {"master", "log_format", CT_ENUM, OFF(log_format), "text", 0, 0, log_formats, 0,
+     "text, or json: one JSON object a line"},
+    {"master", "job_log", CT_BOOL, OFF(job_log), "yes", 0, 0, NULL, 0,
+     "one info line per finished job: id, queue, status, chars, audio and elapsed ms, attempt"},
     {"master", "user", CT_USER, OFF(user), "", 0, 0, NULL, 0,
      "workers run as this user (the master must start as root)"},
     {"master", "group", CT_GROUP, OFF(group), "", 0, 0, NULL, 0,

@@ -23,6 +23,8 @@ struct config {
     char *pidfile;
     char *log_file;
     int log_level;
+    char *log_format;   /* text or json */
+    int job_log;
     char *user;
     char *group;
     /* [workers] */

@@ -22,7 +22,9 @@ static struct {
     char path[4096];
     const char *role;
     int uid, gid;
-} lg = {LK_STDERR, LL_INFO, STDERR_FILENO, "", "master", -1, -1};
+    enum log_format format;
+    int echo_errors; /* start-up: errors also on stderr when the log is elsewhere */
+} lg = {LK_STDERR, LL_INFO, STDERR_FILENO, "", "master", -1, -1, LF_TEXT, 0};
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
@@ -113,6 +115,21 @@ void log_set_role(const char *role)
     lg.role = role;
 }
 
+int log_format_parse(const char *s)
+{
+    return strcmp(s, "text") == 0 ? LF_TEXT : strcmp(s, "json") == 0 ? LF_JSON : -1;
+}
+
+void log_set_format(enum log_format f)
+{
+    lg.format = f;
+}
+
+void log_echo_errors(int on)
+{
+    lg.echo_errors = on;
+}
+
 int log_fd(void)
 {
     return lg.kind == LK_FILE ? lg.fd : -1;
@@ -137,41 +154,175 @@ void log_close(void)
     lg.fd = STDERR_FILENO;
 }
 
-void log_msg(enum log_level lvl, const char *fmt, ...)
+/* ISO 8601 local time with milliseconds and the UTC offset. */
+static size_t timestamp(char *out, size_t len)
 {
-    if (lvl < lg.level)
-        return;
-    int saved = errno;
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-
-    if (lg.kind == LK_SYSLOG) {
-        static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
-        syslog(prio[lvl], "%s: %s", lg.role, msg);
-        errno = saved;
-        return;
-    }
-    char line[2300];
     struct timespec ts;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     localtime_r(&ts.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02d %02d:%02d:%02d.%03ld [%d] %s %s: %s\n",
+    long off = tm.tm_gmtoff / 60;
+    int n = snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ld%c%02ld:%02ld",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, (int)getpid(), lg.role, level_names[lvl], msg);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(line)) {
-        n = sizeof(line) - 1;
-        line[n - 1] = '\n';
+                     tm.tm_sec, ts.tv_nsec / 1000000, off < 0 ? '-' : '+', labs(off) / 60,
+                     labs(off) % 60);
+    return n < 0 ? 0 : (size_t)n < len ? (size_t)n : len - 1;
+}
+
+/* Appends to a fixed line; what does not fit is cut (a JSON line stays valid:
+ * see json_str). */
+struct line {
+    char buf[4096];
+    size_t len;
+    size_t cap; /* room kept for the closing "}\n" of a JSON line */
+};
+/* The message gets at most this much of a line, so that a job's fields (ids
+ * and queue names are short and plain) always fit after it. */
+#define MSG_ROOM (sizeof(((struct line *)0)->buf) - 1024)
+
+static void put(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct line *l, const char *fmt, ...)
+{
+    if (l->len >= l->cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->buf + l->len, l->cap - l->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        l->len += (size_t)n < l->cap - l->len ? (size_t)n : l->cap - l->len - 1;
+}
+
+/* The length of the UTF-8 sequence at s (n bytes left), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t need = s[0] < 0x80 ? 1 : (s[0] & 0xE0) == 0xC0 ? 2 : (s[0] & 0xF0) == 0xE0 ? 3
+                : (s[0] & 0xF8) == 0xF0 ? 4 : 0;
+    if (!need || need > n || (need == 2 && s[0] < 0xC2))
+        return 0;
+    for (size_t i = 1; i < need; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return need;
+}
+
+/* A JSON string of at most room bytes: quotes, backslashes and control
+ * characters escaped, bytes that are not UTF-8 replaced by U+FFFD; cut whole
+ * (never inside an escape or a character). The line always has room for it:
+ * MSG_ROOM and the small fields add up to less than its size. */
+static void json_str(struct line *l, const char *s, size_t room)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t left = strlen(s);
+    size_t end = l->len + room < l->cap ? l->len + room : l->cap;
+    l->buf[l->len++] = '"';
+    while (left) {
+        char esc[8];
+        const char *piece = esc;
+        size_t n = 1, k = utf8_len(p, left);
+        if (*p == '"' || *p == '\\')
+            snprintf(esc, sizeof(esc), "\\%c", *p);
+        else if (*p < 0x20)
+            snprintf(esc, sizeof(esc), "\\u%04x", *p);
+        else if (k == 0)
+            snprintf(esc, sizeof(esc), "\\ufffd");
+        else
+            piece = (const char *)p, n = k;
+        size_t plen = piece == esc ? strlen(esc) : n;
+        if (l->len + plen + 1 > end)
+            break;
+        memcpy(l->buf + l->len, piece, plen);
+        l->len += plen;
+        p += n;
+        left -= n;
     }
-    if (write(lg.fd, line, (size_t)n) < 0) {
+    l->buf[l->len++] = '"';
+}
+
+static void emit(enum log_level lvl, const struct log_job *j, const char *msg)
+{
+    if (lg.kind == LK_SYSLOG) {
+        static const int prio[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
+        struct line l = {.cap = sizeof(l.buf)};
+        put(&l, "%s: %s", lg.role, msg);
+        if (j)
+            put(&l, " id=%s queue=%s status=%s%s%s chars=%lld audio_ms=%lld elapsed_ms=%lld "
+                    "attempt=%d",
+                j->id, j->queue, j->status, j->code ? " code=" : "", j->code ? j->code : "",
+                j->chars, j->audio_ms, j->elapsed_ms, j->attempt);
+        syslog(prio[lvl], "%s", l.buf);
+        return;
+    }
+    struct line l = {.cap = sizeof(l.buf) - 2};
+    char ts[96];
+    timestamp(ts, sizeof(ts));
+    if (lg.format == LF_JSON) {
+        put(&l, "{\"time\":\"%s\",\"level\":\"%s\",\"pid\":%d,\"role\":", ts, level_names[lvl],
+            (int)getpid());
+        json_str(&l, lg.role, 64);
+        put(&l, ",\"message\":");
+        json_str(&l, msg, MSG_ROOM);
+        if (j) {
+            put(&l, ",\"id\":");
+            json_str(&l, j->id, 512);
+            put(&l, ",\"queue\":");
+            json_str(&l, j->queue, 300);
+            put(&l, ",\"status\":\"%s\"", j->status);
+            if (j->code) {
+                put(&l, ",\"code\":");
+                json_str(&l, j->code, 64);
+            }
+            if (j->chars >= 0)
+                put(&l, ",\"chars\":%lld", j->chars);
+            put(&l, ",\"audio_ms\":%lld,\"elapsed_ms\":%lld,\"attempt\":%d", j->audio_ms,
+                j->elapsed_ms, j->attempt);
+        }
+        l.buf[l.len++] = '}';
+    } else {
+        put(&l, "%s [%d] %s %s: %s", ts, (int)getpid(), lg.role, level_names[lvl], msg);
+        if (j) {
+            put(&l, " id=%s queue=%s status=%s", j->id, j->queue, j->status);
+            if (j->code)
+                put(&l, " code=%s", j->code);
+            if (j->chars >= 0)
+                put(&l, " chars=%lld", j->chars);
+            put(&l, " audio_ms=%lld elapsed_ms=%lld attempt=%d", j->audio_ms, j->elapsed_ms,
+                j->attempt);
+        }
+    }
+    l.buf[l.len++] = '\n';
+    if (write(lg.fd, l.buf, l.len) < 0) {
         /* nowhere to report a failing log */
     }
+}
+
+static void vlog(enum log_level lvl, const struct log_job *j, const char *fmt, va_list ap)
+{
+    int saved = errno;
+    char msg[2048];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (lvl == LL_ERROR && lg.echo_errors && lg.kind != LK_STDERR)
+        dprintf(STDERR_FILENO, "c2a-worker: %s\n", msg);
+    if (lvl >= lg.level)
+        emit(lvl, j, msg);
     errno = saved;
+}
+
+void log_msg(enum log_level lvl, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(lvl, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void log_job(enum log_level lvl, const struct log_job *j, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(lvl, j, fmt, ap);
+    va_end(ap);
 }
 
 void log_close_inherited_fds(int keep)

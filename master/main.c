@@ -7,6 +7,7 @@
 #include "../common/util.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
@@ -38,6 +39,17 @@ static void usage(FILE *out)
             "  -V          print the version and exit\n"
             "  -h          print this help and exit\n",
             SYSCONFDIR);
+}
+
+/* libevent's own messages, in our log's format and levels instead of raw lines
+ * on stderr; a fork inherits it (workers, engine children). */
+static void libevent_log(int severity, const char *msg)
+{
+    enum log_level lvl = severity == EVENT_LOG_DEBUG ? LL_DEBUG
+                         : severity == EVENT_LOG_MSG ? LL_INFO
+                         : severity == EVENT_LOG_WARN ? LL_WARN
+                                                       : LL_ERROR;
+    log_msg(lvl, "libevent: %s", msg);
 }
 
 static void report_stderr(void *ctx, const char *msg)
@@ -220,6 +232,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "c2a-worker: log_file %s: %s\n", m.cfg->log_file, strerror(errno));
         return 2;
     }
+    log_set_format((enum log_format)log_format_parse(m.cfg->log_format));
+    event_set_log_callback(libevent_log);
+    /* Until it serves, a failure is said on stderr too (master_run ends this). */
+    log_echo_errors(1);
     int inherited = inherited_control_fd(m.cfg);
     const char *old = getenv("C2A_OLD_MASTER");
     if (old) {

@@ -59,6 +59,13 @@ static void set_log_owner(const struct config *cfg)
         log_set_owner(-1, -1);
 }
 
+/* Where the log goes: log_file, except that "-" (stderr) means syslog for a
+ * daemon, which has no stderr. */
+static const char *log_target(const struct master *m, const struct config *cfg)
+{
+    return m->daemonized && strcmp(cfg->log_file, "-") == 0 ? "syslog" : cfg->log_file;
+}
+
 /* Detach from the terminal once start-up has succeeded. */
 static void notify_started(int notify_fd)
 {
@@ -103,9 +110,11 @@ int master_run(struct master *m, int inherited_fd, int notify_fd)
         return 2;
     }
     set_log_owner(m->cfg);
-    if (m->daemonized && strcmp(m->cfg->log_file, "-") == 0)
-        log_warn("running in the background with log_file = -: log lines are discarded");
+    if (m->daemonized && strcmp(m->cfg->log_file, "-") == 0 &&
+        log_open("syslog", (enum log_level)m->cfg->log_level) == 0)
+        log_info("running in the background with log_file = -: logging to syslog");
     notify_started(notify_fd);
+    log_echo_errors(0);
     /* A master started by USR2 is ready only once its workers are: children.c. */
     if (!m->old_master_pid)
         sdnotify("READY=1\nMAINPID=%d\nSTATUS=serving, control %s", (int)getpid(),
@@ -181,7 +190,7 @@ static int reload(struct master *m, struct reload_errors *errors)
         return -1;
     }
     if (strcmp(cfg->log_file, m->cfg->log_file) != 0 || cfg->log_level != m->cfg->log_level) {
-        if (log_open(cfg->log_file, (enum log_level)cfg->log_level) < 0) {
+        if (log_open(log_target(m, cfg), (enum log_level)cfg->log_level) < 0) {
             log_error("reload refused: cannot open log %s: %s", cfg->log_file, strerror(errno));
             if (errors)
                 report_to_log(errors, "cannot open the new log file");
@@ -205,6 +214,7 @@ static int reload(struct master *m, struct reload_errors *errors)
         log_warn("reload: pidfile changed to '%s'; it takes effect at the next start",
                  cfg->pidfile);
     set_log_owner(cfg);
+    log_set_format((enum log_format)log_format_parse(cfg->log_format));
 
     /* Children keep pointers into their own copy of the old configuration, so
      * freeing the master's copy is safe. */
@@ -339,9 +349,12 @@ void master_reexec(struct master *m)
 
 void master_close_in_child(struct master *m)
 {
-    /* event_reinit gives this process its own epoll set first, so that deleting
-     * the master's events below cannot remove them from the master's set. */
-    event_reinit(m->base);
+    /* No event_reinit here: it would register the master's signal events a
+     * second time in libevent's process-wide signal state, and the worker's own
+     * base would then find signals "already added to another base" (a raw
+     * libevent warning on stderr at every spawn). Nothing below touches the
+     * epoll set this process shares with the master: the tick is a timer and
+     * deleting a signal event only restores its handler. */
     event_free(m->tick);
     m->tick = NULL;
     signals_free(m);

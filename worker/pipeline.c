@@ -254,6 +254,22 @@ static json_t *result_base(struct task *t, const char *status)
                      amqp_host_name(), "worker", (int)getpid());
 }
 
+/* The job's access-log line ([master] job_log): one per outcome of an attempt,
+ * ok, retry (a delay queue) or failed (dead-lettered). */
+static void log_job_end(struct pipeline *p, const struct task *t, const char *status,
+                        const char *code)
+{
+    if (!p->env.cfg->job_log)
+        return;
+    const char *id = t->job.id[0] ? t->job.id : (t->d->message_id[0] ? t->d->message_id : "-");
+    int text = t->job.content && t->job.source != JOB_URL;
+    struct log_job j = {id, t->d->queue, status, code,
+                        text ? (long long)job_utf8_chars(t->job.content, t->job.content_len) : -1,
+                        code ? 0 : t->audio_ms, (now_mono_us() - t->received_us) / 1000,
+                        t->attempts};
+    log_job(LL_INFO, &j, "job %s", status);
+}
+
 /* The result goes to the message's reply_to and to the results exchange, each
  * confirmed before the job is acked. */
 static void publish_result(struct pipeline *p, struct task *t, json_t *doc)
@@ -284,6 +300,7 @@ static void finish_dead(struct pipeline *p, struct task *t, const char *code, co
 {
     log_warn("job %s: %s: %s (attempt %d): dead-lettered", t->job.id[0] ? t->job.id : "?", code,
              msg, t->attempts);
+    log_job_end(p, t, "failed", code);
     json_t *doc = result_base(t, "error");
     json_object_set_new(doc, "error", json_pack("{s:s,s:s}", "code", code, "message", msg));
     publish_result(p, t, doc);
@@ -324,6 +341,7 @@ static void retry_later(struct pipeline *p, struct task *t, const char *code, co
     amqp_retry_queue(t->d->queue, amqp_retry_delay_ms(t->attempts), q, sizeof(q));
     log_info("job %s: %s: %s; retry %d of %d via %s", t->job.id, code, msg, t->attempts + 1,
              p->env.cfg->max_attempts, q);
+    log_job_end(p, t, "retry", code);
     atomic_fetch_add(&p->env.slot->jobs_retried, 1);
     requeue(p, t, q, t->attempts, 0);
 }
@@ -427,6 +445,7 @@ static void finish_ok(struct pipeline *p, struct task *t)
     t->result = NULL;
     atomic_fetch_add(&p->env.slot->jobs_ok, 1);
     t->counted_ok = 1;
+    log_job_end(p, t, "ok", NULL);
     publish_result(p, t, doc);
     settle(p, t);
 }
@@ -943,6 +962,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
         const char *id = d->message_id;
         strlcpy_c2a(t->job.id, job_safe_name(id, JOB_ID_MAX) ? id : "", sizeof(t->job.id));
         atomic_fetch_add(&p->env.slot->jobs_ok, 1);
+        log_job_end(p, t, "ok", NULL);
         publish_result(p, t, result_base(t, "ok"));
         count_done(p, t, 0);
         settle(p, t);

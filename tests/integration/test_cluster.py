@@ -267,7 +267,8 @@ def all_connected(d):
     return bool(ws) and all(w["broker_connected"] for w in ws)
 
 
-LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \[(\d+)\] worker \w+: amqp: "
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d) \[(\d+)\] worker \w+: "
+                      r"amqp: "
                       r"(connection lost|connected to)")
 
 
@@ -278,7 +279,7 @@ def reconnect_gaps(log):
     for m in map(LOG_LINE.match, log.splitlines()):
         if not m:
             continue
-        t = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        t = datetime.datetime.fromisoformat(m.group(1)).timestamp()
         if m.group(3) == "connection lost":
             lost.setdefault(m.group(2), t)
         elif m.group(2) in lost:
