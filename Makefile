@@ -3,11 +3,12 @@
 #   make SANITIZE=1      ASan + UBSan build in build-san/
 #   make check           unit tests (cmocka) and integration tests (pytest)
 #   make fuzz            libFuzzer targets (clang) in build-fuzz/, each run FUZZ_SECONDS
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=   (SYSCONFDIR: /etc for PREFIX=/usr,
+#                                              else PREFIX/etc); make uninstall
 #   make CC=clang        any C11 compiler
 
 PREFIX     ?= /usr/local
-SYSCONFDIR ?= /etc
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 DESTDIR    ?=
 CC         ?= cc
 PYTHON     ?= /usr/bin/python3
@@ -86,7 +87,7 @@ BIN := $(BUILD)/c2a-worker
 CTL := $(BUILD)/c2actl
 CTL_LIBS := $(shell pkg-config --libs jansson librabbitmq libssl libcrypto libcurl)
 
-.PHONY: all check unit integration install clean lint bench-tools fuzz fuzz-build fuzz-bin tools
+.PHONY: all check unit integration install uninstall clean lint FORCE bench-tools fuzz fuzz-build fuzz-bin tools
 all: $(BIN) $(PIPELINE) $(ENGINELIB) $(HTTPLIB) $(TLSLIB) $(CTL)
 
 $(CTL): $(BUILD)/ctl/c2actl.o $(BUILD)/ctl/dead.o $(BUILD)/worker/amqp_open.o $(COMMON_OBJ)
@@ -115,6 +116,16 @@ $(HTTPLIB): $(HTTP_OBJ) $(BUILD)/worker/job.o
 # The relay calls the binary's log and clock functions, as the pipeline does.
 $(TLSLIB): $(TLS_OBJ)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(TLS_LIBS)
+
+# The paths compiled in (the default configuration file, the last place to
+# look for the plugins): a change of PREFIX, SYSCONFDIR or PKGLIBDIR, as with
+# `make install PREFIX=/opt/c2a` after a plain `make`, rebuilds what uses them.
+PATHS := PREFIX=$(PREFIX) SYSCONFDIR=$(SYSCONFDIR) PKGLIBDIR=$(PKGLIBDIR)
+$(BUILD)/paths.stamp: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(PATHS)' | cmp -s - $@ || echo '$(PATHS)' > $@
+FORCE:
+$(BUILD)/common/config.o $(BUILD)/common/pkglib.o $(BUILD)/master/main.o: $(BUILD)/paths.stamp
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -248,7 +259,24 @@ install: $(BIN) $(PIPELINE) $(ENGINELIB) $(HTTPLIB) $(TLSLIB) $(CTL)
 		sh scripts/mkunit.sh $$u $(PREFIX)/sbin $(SYSCONFDIR) \
 			> $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u || exit 1; done
 	test -e $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf || \
-		install -m 0644 conf/c2a-worker.conf $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf
+		install -m 0640 conf/c2a-worker.conf $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf
+
+# Everything install wrote but the configuration file, which may hold your
+# changes and secrets: remove it yourself.
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/sbin/c2a-worker $(DESTDIR)$(PREFIX)/bin/c2actl \
+		$(DESTDIR)$(PREFIX)/share/man/man1/c2actl.1 \
+		$(DESTDIR)$(PREFIX)/share/man/man8/c2a-worker.8 \
+		$(DESTDIR)$(PREFIX)/share/man/man5/c2a-worker.conf.5 \
+		$(DESTDIR)$(PREFIX)/include/c2a/c2a_app.h \
+		$(DESTDIR)$(SYSCONFDIR)/init.d/c2a-worker \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system/c2a-worker.service \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system/c2a-worker@.service \
+		$(addprefix $(DESTDIR)$(PKGLIBDIR)/,c2a-pipeline.so c2a-engine.so c2a-noaudio.so \
+			c2a-http.so c2a-tls.so)
+	-rmdir $(DESTDIR)$(PKGLIBDIR) $(DESTDIR)$(PREFIX)/include/c2a 2>/dev/null
+	@test ! -e $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf || \
+		echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/c2a-worker.conf is left in place"
 
 clean:
 	rm -rf build build-san build-fuzz
