@@ -1,9 +1,22 @@
 /*
  * The control socket: libevent's evhttp on a listening socket the master binds
  * before forking (TCP host:port or a unix socket). Nothing a client sends may
- * crash or stall the master: headers and bodies are capped, idle connections time
- * out, and when the process runs out of descriptors the listener pauses instead
- * of spinning on accept().
+ * crash or stall the master, and no set of clients may lock the others out:
+ *  - headers and bodies are capped; a silent connection is closed after
+ *    CLIENT_TIMEOUT_S (evhttp's timeout, which every byte restarts);
+ *  - so a request must also be whole within REQUEST_DEADLINE_S of its first
+ *    byte, however slowly it trickles in (slowloris);
+ *  - past MAX_CONNECTIONS open connections, or when the process is out of
+ *    descriptors, the connection idle longest is closed to make room, so a new
+ *    client (a health check) always gets in; accept() never spins and the log
+ *    is not flooded;
+ *  - a NUL byte in a request gets 400: evhttp keeps header values as C strings,
+ *    so "Bearer <token>\0junk" would otherwise pass for the token.
+ *
+ * evhttp has no hook between accept() and a complete request, so what the
+ * master knows of each connection is kept by descriptor (struct peer), filled
+ * in by a callback on each connection's input buffer and checked against the
+ * socket's inode before use: a descriptor number is reused, an inode is not.
  */
 #include "master.h"
 #include "broker_probe.h"
@@ -12,6 +25,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -29,14 +43,24 @@
 #define MAX_HEADERS_SIZE 8192
 #define MAX_BODY_SIZE 65536
 #define CLIENT_TIMEOUT_S 10
+#define REQUEST_DEADLINE_S 10
 #define ACCEPT_PAUSE_MS 100
+/* Out of descriptors: one warning, then at most one a minute while it lasts. */
+#define STARVED_LOG_EVERY_MS 60000
 /* The kernel caps this at net.core.somaxconn; a deep queue rides out bursts of
  * connections while the loop is busy closing the previous burst. */
 #define LISTEN_BACKLOG 4096
-/* Connections that made a request and are still open (keep-alive included).
- * At the cap the listener pauses: new clients wait in the kernel's backlog
- * until one closes (idle ones close after CLIENT_TIMEOUT_S). */
+/* Connections that sent something and are still open (keep-alive included).
+ * Past it, each new one closes the one idle longest. */
 #define MAX_CONNECTIONS 256
+
+/* A client connection, by descriptor; valid while the inode matches. */
+struct peer {
+    ino_t ino;        /* 0: nothing known on this descriptor */
+    int64_t since_ms; /* first byte of the request being read; 0 between requests */
+    int64_t last_ms;  /* last request or byte: the idle one goes first */
+    int nul;          /* a NUL byte arrived: its request gets 400 */
+};
 
 struct control {
     struct master *m;
@@ -48,11 +72,17 @@ struct control {
     char unix_path[108];
     int fd;
     int handed_over; /* the socket belongs to another master now: never unlink it */
-    struct evhttp_connection *conns[MAX_CONNECTIONS];
-    int nconns;
-    int capped;  /* the listener is paused at MAX_CONNECTIONS */
-    int closing; /* control_free() is freeing the server */
+    struct event *sweep;  /* every second: requests past their deadline */
+    int starved;          /* accepting is paused: no descriptor left */
+    uint64_t refused;     /* accepts that failed for lack of descriptors */
+    int64_t starved_logged_ms;
 };
+
+/* Descriptors are the process's, whichever control (two during a reload that
+ * moves the socket) accepted them: so is what is known of them. */
+static struct peer *peers;
+static int npeers;
+static int cap_logged;
 
 /* A unix socket path may be left over from a crash: remove it unless something
  * still accepts on it. */
@@ -362,46 +392,154 @@ static const struct route {
     {"/workers", EVHTTP_REQ_POST, handle_workers},
 };
 
-static void connection_closed(struct evhttp_connection *evcon, void *arg)
+static ino_t socket_ino(int fd)
 {
-    struct control *c = arg;
-    for (int i = 0; i < c->nconns; i++) {
-        if (c->conns[i] == evcon) {
-            c->conns[i] = c->conns[--c->nconns];
-            break;
+    struct stat st;
+    return fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? st.st_ino : 0;
+}
+
+/* The peer on fd if it is still the connection it was, else NULL. */
+static struct peer *peer_live(int fd)
+{
+    if (fd < 0 || fd >= npeers || !peers[fd].ino)
+        return NULL;
+    if (socket_ino(fd) != peers[fd].ino) {
+        peers[fd].ino = 0;
+        return NULL;
+    }
+    return &peers[fd];
+}
+
+/* Close a connection from under evhttp: shutdown() makes its next read see the
+ * end of the stream, and evhttp frees it the usual way. */
+static void peer_drop(int fd)
+{
+    shutdown(fd, SHUT_RDWR);
+    peers[fd].ino = 0;
+}
+
+static int peers_live(int except)
+{
+    int n = 0;
+    for (int fd = 0; fd < npeers; fd++)
+        n += fd != except && peer_live(fd) != NULL;
+    return n;
+}
+
+/* Close the connection idle longest (else the request that has been trickling
+ * in longest), never except. 0 when one was closed. */
+static int peers_make_room(int except)
+{
+    int victim = -1;
+    for (int fd = 0; fd < npeers; fd++) {
+        struct peer *p = fd == except ? NULL : peer_live(fd);
+        if (!p)
+            continue;
+        struct peer *v = victim >= 0 ? &peers[victim] : NULL;
+        if (!v || (v->since_ms && !p->since_ms) ||
+            (!v->since_ms == !p->since_ms && p->last_ms < v->last_ms))
+            victim = fd;
+    }
+    if (victim < 0)
+        return -1;
+    log_debug("control socket: closing a connection %s to make room",
+              peers[victim].since_ms ? "still sending its request" : "idle");
+    peer_drop(victim);
+    return 0;
+}
+
+/* The input buffer of every connection calls this when bytes arrive, before
+ * evhttp parses them. */
+static void peer_input(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct bufferevent *bev = arg;
+    if (info->n_added == 0)
+        return;
+    int fd = bufferevent_getfd(bev);
+    struct peer *p = peer_live(fd);
+    if (!p) {
+        ino_t ino = socket_ino(fd);
+        if (!ino)
+            return;
+        if (fd >= npeers) {
+            int n = npeers ? npeers : 64;
+            while (n <= fd)
+                n *= 2;
+            peers = xrealloc(peers, (size_t)n * sizeof(*peers));
+            memset(peers + npeers, 0, (size_t)(n - npeers) * sizeof(*peers));
+            npeers = n;
+        }
+        p = &peers[fd];
+        *p = (struct peer){.ino = ino};
+        if (peers_live(fd) >= MAX_CONNECTIONS && peers_make_room(fd) == 0 &&
+            !cap_logged) {
+            log_warn("control socket: %d connections open; the one idle longest is closed "
+                     "for each new client", MAX_CONNECTIONS);
+            cap_logged = 1;
         }
     }
-    if (c->capped && !c->closing) {
-        c->capped = 0;
-        evconnlistener_enable(c->listener);
+    p->last_ms = now_mono_ms();
+    if (!p->since_ms)
+        p->since_ms = p->last_ms;
+    size_t len = evbuffer_get_length(in);
+    if (!p->nul && info->n_added <= len) {
+        struct evbuffer_ptr from;
+        if (evbuffer_ptr_set(in, &from, len - info->n_added, EVBUFFER_PTR_SET) == 0 &&
+            evbuffer_search(in, "", 1, &from).pos >= 0)
+            p->nul = 1;
     }
 }
 
-/* evhttp has no hook at accept: a connection is counted at its first request. */
-static void count_connection(struct control *c, struct evhttp_request *req)
+/* evhttp's hook for a new connection's bufferevent, called at accept (before
+ * the descriptor is set): the one evhttp would make, with peer_input() on its
+ * input buffer. */
+static struct bufferevent *conn_new(struct event_base *base, void *arg)
 {
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    if (!evcon)
-        return;
-    for (int i = 0; i < c->nconns; i++)
-        if (c->conns[i] == evcon)
-            return;
-    if (c->nconns == MAX_CONNECTIONS)
-        return; /* accepted before the pause took effect: served, not counted */
-    c->conns[c->nconns++] = evcon;
-    evhttp_connection_set_closecb(evcon, connection_closed, c);
-    if (c->nconns == MAX_CONNECTIONS && !c->capped) {
-        log_warn("control socket: %d connections open; new ones wait until one closes",
-                 MAX_CONNECTIONS);
-        c->capped = 1;
-        evconnlistener_disable(c->listener);
+    (void)arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), peer_input, bev)) {
+        bufferevent_free(bev);
+        return NULL; /* evhttp makes its own */
     }
+    return bev;
+}
+
+/* Requests still incomplete REQUEST_DEADLINE_S after their first byte. */
+static void sweep_cb(evutil_socket_t fd_, short what, void *arg)
+{
+    (void)fd_;
+    (void)what;
+    (void)arg;
+    int64_t now = now_mono_ms();
+    int n = 0;
+    for (int fd = 0; fd < npeers; fd++) {
+        struct peer *p = peers[fd].since_ms ? peer_live(fd) : NULL;
+        if (p && now - p->since_ms > REQUEST_DEADLINE_S * 1000) {
+            peer_drop(fd);
+            n++;
+        }
+    }
+    if (n)
+        log_info("control socket: %d client(s) dropped: no whole request within %d s", n,
+                 REQUEST_DEADLINE_S);
 }
 
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     struct control *c = arg;
-    count_connection(c, req);
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct peer *p = bev ? peer_live(bufferevent_getfd(bev)) : NULL;
+    if (p) {
+        p->since_ms = 0; /* whole: what follows is the next request */
+        p->last_ms = now_mono_ms();
+        if (p->nul) {
+            p->nul = 0;
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+            reply_error(req, 400, "Bad Request", "bad_request", "a NUL byte in the request");
+            return;
+        }
+    }
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !path[0])
@@ -462,25 +600,37 @@ static void resume_accept_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct control *c = arg;
-    if (c->listener && !c->capped)
+    if (c->listener && c->starved) {
+        c->starved = 0;
         evconnlistener_enable(c->listener);
+    }
 }
 
+/* Out of descriptors: close the connection idle longest and listen again on the
+ * next turn of the loop (once evhttp has freed it), or after ACCEPT_PAUSE_MS
+ * when none could be closed; never spin on accept(), never flood the log. */
 static void accept_error_cb(struct evconnlistener *lis, void *arg)
 {
     (void)arg;
     struct control *c = control_of(lis);
     int e = EVUTIL_SOCKET_ERROR();
-    if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
-        log_warn("control socket: accept: %s; pausing accepts for %d ms", strerror(e),
-                 ACCEPT_PAUSE_MS);
-        evconnlistener_disable(lis);
-        struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
-        if (c)
-            evtimer_add(c->resume_accept, &tv);
-    } else {
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM) {
         log_debug("control socket: accept: %s", strerror(e));
+        return;
     }
+    evconnlistener_disable(lis);
+    if (!c)
+        return;
+    c->refused++;
+    int64_t now = now_mono_ms();
+    if (!c->starved_logged_ms || now - c->starved_logged_ms >= STARVED_LOG_EVERY_MS) {
+        log_warn("control socket: accept: %s (%llu refused so far); closing the connections "
+                 "idle longest to make room", strerror(e), (unsigned long long)c->refused);
+        c->starved_logged_ms = now;
+    }
+    c->starved = 1;
+    struct timeval tv = {0, peers_make_room(-1) == 0 ? 1000 : ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(c->resume_accept, &tv);
 }
 
 struct control *control_open(struct master *m, const char *addr, int inherited_fd)
@@ -509,7 +659,8 @@ struct control *control_open(struct master *m, const char *addr, int inherited_f
     c->listener = evconnlistener_new(m->base, NULL, NULL,
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     c->resume_accept = evtimer_new(m->base, resume_accept_cb, c);
-    if (!c->http || !c->listener || !c->resume_accept) {
+    c->sweep = event_new(m->base, -1, EV_PERSIST, sweep_cb, c);
+    if (!c->http || !c->listener || !c->resume_accept || !c->sweep) {
         log_error("control socket %s: cannot set up the HTTP server", addr);
         if (!c->listener)
             close(fd);
@@ -523,6 +674,9 @@ struct control *control_open(struct master *m, const char *addr, int inherited_f
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(c->http, dispatch, c);
+    evhttp_set_bevcb(c->http, conn_new, c);
+    struct timeval second = {1, 0};
+    evtimer_add(c->sweep, &second);
     c->bound = evhttp_bind_listener(c->http, c->listener);
     if (!c->bound) {
         log_error("control socket %s: cannot attach the listener", addr);
@@ -539,13 +693,22 @@ void control_free(struct control *c)
     if (!c)
         return;
     track(c, 0);
-    c->closing = 1; /* evhttp_free() calls connection_closed() after freeing the listener */
     if (c->http)
         evhttp_free(c->http); /* frees the bound socket and its listener */
     else if (c->listener)
         evconnlistener_free(c->listener);
     if (c->resume_accept)
         event_free(c->resume_accept);
+    if (c->sweep)
+        event_free(c->sweep);
+    int others = 0;
+    for (size_t i = 0; i < ARRAY_LEN(live_controls); i++)
+        others += live_controls[i] != NULL;
+    if (!others) {
+        free(peers);
+        peers = NULL;
+        npeers = 0;
+    }
     if (c->unix_path[0] && !c->handed_over)
         unlink(c->unix_path);
     free(c->addr);
