@@ -51,6 +51,8 @@ static const struct config_key keys[] = {
      "seconds a stopping worker may take to finish before it is killed"},
     {"workers", "job_timeout", CT_INT, OFF(job_timeout), "300", 1, 86400, NULL, 0,
      "seconds one job may run before its worker is killed"},
+    {"workers", "slow_job", CT_INT, OFF(slow_job), "0", 0, 86400, NULL, 0,
+     "warn once about a job still running after this many seconds; 0 = never"},
     {"workers", "max_jobs", CT_INT, OFF(max_jobs), "0", 0, INT_MAX, NULL, 0,
      "recycle a worker after this many jobs; 0 = never"},
     {"workers", "max_jobs_jitter", CT_INT, OFF(max_jobs_jitter), "0", 0, INT_MAX, NULL, 0,

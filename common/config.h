@@ -32,6 +32,7 @@ struct config {
     int timeout;
     int graceful_timeout;
     int job_timeout;
+    int slow_job; /* seconds; 0 = no warning */
     int max_jobs;
     int max_jobs_jitter;
     int max_rss;        /* MB, worker + engine child; 0 = no limit */

@@ -259,9 +259,23 @@ static int counts_as_serving(const struct master *m, const struct child *c)
            atomic_load(&scoreboard_slot(m->sb, c->slot)->state) != WS_STOPPING;
 }
 
+/* php-fpm's slowlog: a job past slow_job is named once, with the processes an
+ * operator would look at (perf top -p, gdb -p) while it still runs. */
+static void warn_slow(struct master *m, struct child *c, struct sb_slot *s, int64_t ran_ms)
+{
+    char job[SCOREBOARD_JOB_LEN];
+    slot_get_job(s, job, sizeof(job));
+    c->slow_warned = atomic_load(&s->job_started_mono_ms);
+    m->slow_jobs++;
+    log_warn("slow job: %s has run for %.1f s (slow_job = %d s) in worker %d, engine pid %d",
+             job[0] ? job : "(unnamed)", (double)ran_ms / 1000.0, m->cfg->slow_job, (int)c->pid,
+             atomic_load(&s->engine_pid));
+}
+
 static void check_timeouts(struct master *m, int64_t now)
 {
     int64_t hb_limit = (int64_t)m->cfg->timeout * 1000;
+    int64_t slow_limit = (int64_t)m->cfg->slow_job * 1000;
     /* A worker kills its own engine child at job_timeout and goes on; this is the
      * backstop for a worker that failed to (the heartbeat catches a blocked loop). */
     int64_t job_limit = ((int64_t)m->cfg->job_timeout + m->cfg->timeout) * 1000;
@@ -277,8 +291,13 @@ static void check_timeouts(struct master *m, int64_t now)
             continue;
         }
         int64_t job_start = atomic_load(&s->job_started_mono_ms);
-        if (job_start && now - job_start > job_limit)
+        if (job_start && now - job_start > job_limit) {
             kill_child(c, XR_JOB_TIMEOUT);
+            continue;
+        }
+        if (job_start && slow_limit && now - job_start > slow_limit &&
+            c->slow_warned != job_start)
+            warn_slow(m, c, s, now - job_start);
     }
 }
 

@@ -44,6 +44,7 @@ struct child {
     int asked_to_stop;      /* we sent TERM/QUIT: its exit is expected */
     int64_t kill_at_mono_ms; /* SIGKILL if still alive then; 0 = no deadline */
     int kill_reason;         /* enum exit_reason when the master killed it, else -1 */
+    int64_t slow_warned;     /* job_started_mono_ms of the job last warned about */
 };
 
 struct pidfile {
@@ -79,6 +80,7 @@ struct master {
     uint64_t retired_ok, retired_failed, retired_retried, retired_dead;
     uint64_t retired_engine_crashes, retired_engine_timeouts;
     uint64_t restarts_by_reason[XR_COUNT];
+    uint64_t slow_jobs; /* jobs warned about at slow_job */
     struct {
         uint64_t le[HIST_JOB_BUCKETS + 1];
         uint64_t sum_us;

@@ -110,6 +110,8 @@ void metrics_render(struct master *m, struct evbuffer *b)
     evbuffer_add_printf(b, "c2a_jobs_retried_total %llu\n", (unsigned long long)retried);
     header(b, "c2a_jobs_dead_total", "counter", "Jobs sent to a dead-letter queue.");
     evbuffer_add_printf(b, "c2a_jobs_dead_total %llu\n", (unsigned long long)dead);
+    header(b, "c2a_jobs_slow_total", "counter", "Jobs that ran past slow_job (warned about).");
+    evbuffer_add_printf(b, "c2a_jobs_slow_total %llu\n", (unsigned long long)m->slow_jobs);
     header(b, "c2a_worker_restarts_total", "counter",
            "Workers that left without being asked to, by reason.");
     for (int r = 0; r < XR_COUNT; r++)

@@ -147,6 +147,7 @@ json_t *status_build(struct master *m, int full)
     json_t *totals = json_object_get(doc, "totals");
     json_object_set_new(totals, "engine_crashes", json_integer((json_int_t)engine_crashes));
     json_object_set_new(totals, "engine_timeouts", json_integer((json_int_t)engine_timeouts));
+    json_object_set_new(totals, "slow_jobs", json_integer((json_int_t)m->slow_jobs));
     json_t *broker = json_object_get(doc, "broker");
     json_object_set_new(broker, "url", json_string(probe_url(m->probe)));
     json_object_set_new(broker, "probe_connected", json_boolean(probe_connected(m->probe)));

@@ -1,5 +1,6 @@
 /* A test app whose jobs fail the way a synthesis engine can: a body containing
- * "abort" aborts the process, "kill" dies by SIGKILL, "hang" never returns. Any
+ * "abort" aborts the process, "kill" dies by SIGKILL, "hang" never returns,
+ * "nap" takes 3 seconds. Any
  * other body is answered ok with the process id that ran it, so a test can see
  * that neighbours of a crasher run in the same worker, on a new engine child. */
 #include "../../worker/c2a_app.h"
@@ -20,6 +21,8 @@ static void crash_handle(void *state, const struct c2a_job *job, struct c2a_resu
     if (strstr(job->body, "hang"))
         for (;;)
             pause();
+    if (strstr(job->body, "nap"))
+        sleep(3);
     res->json = malloc(64);
     snprintf(res->json, 64, "{\"engine_pid\":%d}", (int)getpid());
 }

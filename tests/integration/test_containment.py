@@ -7,8 +7,11 @@ Attempt headers from producers are validated; undeliverable results are
 import decimal
 import json
 import os
+import re
 import signal
 import time
+
+import requests
 
 from conftest import alive, children_of, queue_name, wait_for
 
@@ -101,6 +104,26 @@ def test_an_engine_killed_while_writing_leaves_no_file(daemon, broker):
     assert list(tmpdir.iterdir()) == []
     assert d.worker_pids() == [worker]
     assert d.status()["totals"]["engine_crashes"] == 1
+
+
+def test_slow_job_is_named_once_while_it_runs(daemon, broker, test_app):
+    """php-fpm's slow log: a job past slow_job is named in the log once, with
+    its worker and engine pids, and counted; it is not killed."""
+    d = daemon(workers={"count": "1", "slow_job": "1",
+                        "app": test_app("crashapp", "crash_app")}).start()
+    q = queue_of(d)
+    (worker,) = d.worker_pids()
+    publish(broker, q, {"id": "sleepy", "do": "nap"}, job_id="sleepy")
+    line = wait_for(lambda: [l for l in d.log().splitlines() if "slow job: sleepy" in l],
+                    what="the slow-job warning")[0]
+    engine = d.status()["workers"][0]["engine_pid"]
+    assert re.search(rf"has run for 1\.\d s \(slow_job = 1 s\) in worker {worker}, "
+                     rf"engine pid {engine}$", line), line
+    res = broker.wait_results(1, timeout=30)
+    assert res["sleepy"]["status"] == "ok"
+    assert d.log().count("slow job:") == 1
+    assert d.status()["totals"]["slow_jobs"] == 1
+    assert "c2a_jobs_slow_total 1\n" in requests.get(d.url + "/metrics", timeout=5).text
 
 
 def test_job_timeout_kills_the_engine_not_the_worker(daemon, broker, test_app):
