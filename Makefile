@@ -95,7 +95,7 @@ $(CTL): $(BUILD)/ctl/c2actl.o $(BUILD)/ctl/dead.o $(BUILD)/worker/amqp_open.o $(
 
 # -rdynamic: the pipeline calls the binary's log and scoreboard functions.
 $(BIN): $(DAEMON_OBJ) $(COMMON_OBJ)
-	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS) -lm
 
 $(PIPELINE): $(PIPE_OBJ)
 	$(CC) $(LDFLAGS) -shared -o $@ $^ $(PIPE_LIBS)

@@ -40,6 +40,62 @@ struct sb_hist_audio {
 extern const double hist_job_bounds[HIST_JOB_BUCKETS];
 extern const double hist_audio_bounds[HIST_AUDIO_BUCKETS];
 
+/* Per work queue, for /metrics' queue labels: a worker names its queues in its
+ * slot once at boot (before it takes a job), then counts each attempt's end. */
+#define SB_QUEUES 16     /* CONFIG_MAX_QUEUES */
+#define SB_QUEUE_LEN 256 /* an AMQP short string */
+
+/* How an attempt ended: ok, failed for good (dead-lettered), or retried later. */
+enum job_outcome { JO_OK, JO_FAILED, JO_RETRIED, JO_COUNT };
+extern const char *const job_outcome_names[JO_COUNT];
+
+/* Error codes counted by name; any other (an app's own) counts as "other". */
+#define SB_CODES 14
+extern const char *const sb_error_codes[SB_CODES];
+
+/* Where a job's time goes, observed per attempt: "queued" in the broker (from the
+ * message's AMQP timestamp, when the producer set one), "waiting" in the worker
+ * for the engine, then each step it went through. */
+enum job_stage { ST_QUEUED, ST_WAITING, ST_FETCH, ST_SYNTHESIS, ST_TTS, ST_ENCODE, ST_COMMIT,
+                 ST_UPLOAD, ST_CALLBACK, ST_COUNT };
+extern const char *const job_stage_names[ST_COUNT];
+
+struct sb_queue {
+    char name[SB_QUEUE_LEN];
+    atomic_uint_least64_t outcomes[JO_COUNT];
+    atomic_uint_least64_t errors[SB_CODES]; /* failed and retried attempts, by code */
+    struct sb_hist_job seconds[JO_COUNT];  /* delivery to outcome */
+};
+
+/* A failed attempt, for the status page's "recent failures": each worker keeps
+ * its last SB_FAILURES in its slot, and the master gathers them. */
+#define SB_FAILURES 8
+struct failure {
+    int64_t time_ms; /* since the epoch */
+    int retried;     /* 1: sent to a delay queue; 0: dead-lettered */
+    char queue[128];
+    char id[128];
+    char code[32];
+    char message[256];
+};
+struct sb_failure {
+    atomic_uint seq; /* odd while written */
+    struct failure f;
+};
+
+/* The same figures as plain numbers, summed by the master (live slots and the
+ * workers that have exited). */
+struct hist_sum {
+    uint64_t le[HIST_JOB_BUCKETS + 1];
+    uint64_t sum_us;
+};
+struct queue_totals {
+    char name[SB_QUEUE_LEN];
+    uint64_t outcomes[JO_COUNT];
+    uint64_t errors[SB_CODES];
+    struct hist_sum seconds[JO_COUNT];
+};
+
 struct sb_slot {
     atomic_int pid;
     atomic_int state;           /* enum worker_state */
@@ -67,6 +123,11 @@ struct sb_slot {
     char broker_error[SCOREBOARD_ERR_LEN];
     struct sb_hist_job job_seconds;
     struct sb_hist_audio audio_seconds;
+    struct sb_hist_job stages[ST_COUNT];
+    atomic_int nqueues; /* set after the names: a reader sees whole names */
+    struct sb_queue queues[SB_QUEUES];
+    atomic_uint_least64_t failures_written; /* failure n is in failures[n % SB_FAILURES] */
+    struct sb_failure failures[SB_FAILURES];
 };
 
 struct scoreboard {
@@ -93,6 +154,30 @@ const char *worker_state_name(enum worker_state st);
 
 /* Worker: one job finished after elapsed_us; audio_ms of audio (0 for none). */
 void slot_observe_job(struct sb_slot *slot, uint64_t elapsed_us, uint64_t audio_ms);
+/* Worker, at boot: its work queues, in the order of the configuration. */
+void slot_set_queues(struct sb_slot *slot, char *const *names, int n);
+/* The index of a queue named by slot_set_queues(), -1 if none. */
+int slot_queue_index(const struct sb_slot *slot, const char *name);
+/* Worker: an attempt on queue qi (-1: not counted) ended; code is the error's
+ * (NULL for ok). */
+void slot_count_outcome(struct sb_slot *slot, int qi, enum job_outcome o, const char *code,
+                        uint64_t elapsed_us);
+void slot_observe_stage(struct sb_slot *slot, enum job_stage st, uint64_t us);
+/* Worker: an attempt failed (texts are cut to fit). */
+void slot_add_failure(struct sb_slot *slot, const char *queue, const char *id, const char *code,
+                      const char *message, int retried);
+/* Reader: failure number n (from 0) into out; -1 when it is not written yet or
+ * was written over since. */
+int slot_get_failure(struct sb_slot *slot, uint64_t n, struct failure *out);
+int sb_error_code_index(const char *code);
+
+/* Master: add a slot's queue qi, or its stages, to plain totals. */
+void slot_queue_totals(struct sb_slot *slot, int qi, struct queue_totals *into);
+void slot_stage_totals(struct sb_slot *slot, struct hist_sum into[ST_COUNT]);
+/* Master: the totals named q in list[*n] (added, zeroed, while *n < cap);
+ * NULL when the list is full. */
+struct queue_totals *queue_totals_find(struct queue_totals *list, int *n, int cap,
+                                       const char *q);
 
 /* Writer side (the slot's worker): set or clear (id == NULL) the current job. */
 void slot_set_job(struct sb_slot *slot, const char *id);

@@ -97,6 +97,29 @@ size_t strlcpy_c2a(char *dst, const char *src, size_t size)
     return len;
 }
 
+double proc_cpu_seconds(int pid, int children)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* After the command name, which may hold anything but ends at the last ')':
+     * state, then fields 4..; utime, stime, cutime, cstime are fields 14..17. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long t[4];
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu",
+                     &t[0], &t[1], &t[2], &t[3]) != 4)
+        return 0;
+    unsigned long long ticks = t[0] + t[1] + (children ? t[2] + t[3] : 0);
+    return (double)ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
 uint64_t proc_rss_kb(int pid)
 {
     char path[64], buf[128];

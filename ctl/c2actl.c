@@ -518,9 +518,11 @@ static int cmd_submit(const struct opts *o, const struct config *cfg)
     }
     amqp_basic_properties_t props = {0};
     props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
-                   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG;
+                   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_CORRELATION_ID_FLAG |
+                   AMQP_BASIC_TIMESTAMP_FLAG;
     props.content_type = amqp_cstring_bytes("application/json");
     props.delivery_mode = 2;
+    props.timestamp = (uint64_t)time(NULL); /* the queued stage of the metrics */
     props.message_id = amqp_cstring_bytes(id);
     props.correlation_id = amqp_cstring_bytes(id);
     if (o->wait) {

@@ -24,6 +24,7 @@
 #include "broker_probe.h"
 #include "../common/config.h"
 #include "../common/log.h"
+#include "../common/topology.h"
 #include "../common/util.h"
 #include "tls_spawn.h"
 
@@ -512,7 +513,7 @@ static int on_declare_ok(struct broker_probe *p, struct rbuf *r)
     q->updated_mono_ms = now_mono_ms();
     if (p->state == P_CHECKING) {
         note_check_passed(p, q);
-    } else if (!q->checked) {
+    } else if (!q->checked && !q->retry) {
         send_check(p, q);
         return 0;
     }
@@ -792,6 +793,39 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static size_t target_queues_max(const struct config *cfg)
+{
+    return (size_t)cfg->n_queues * (2 + TOPOLOGY_MAX_DELAYS) + 1;
+}
+
+/* The queues asked about, in order: each work queue, its dead-letter queue and
+ * its delay queues, named as the workers declare them. A name too long for
+ * AMQP is left out (no worker could declare it either). */
+static int target_queues(const struct config *cfg, struct probe_queue *out)
+{
+    int n = 0, delays[TOPOLOGY_MAX_DELAYS];
+    int nd = amqp_retry_delays(cfg->max_attempts, delays);
+    for (int i = 0; i < cfg->n_queues; i++) {
+        for (int k = -2; k < nd; k++) {
+            struct probe_queue *q = &out[n];
+            char name[sizeof(q->name) + 32];
+            if (k == -2)
+                snprintf(name, sizeof(name), "%s", cfg->queues[i]);
+            else if (k == -1)
+                amqp_dead_queue(cfg->queues[i], name, sizeof(name));
+            else
+                amqp_retry_queue(cfg->queues[i], delays[k], name, sizeof(name));
+            if (strlen(name) >= sizeof(q->name))
+                continue;
+            memcpy(q->name, name, strlen(name) + 1);
+            q->dead = k == -1;
+            q->retry = k >= 0;
+            n++;
+        }
+    }
+    return n;
+}
+
 static void set_targets(struct broker_probe *p, const struct config *cfg)
 {
     p->n_urls = cfg->n_urls;
@@ -805,19 +839,8 @@ static void set_targets(struct broker_probe *p, const struct config *cfg)
     p->set.tls_verify = cfg->tls_verify;
     p->set.quorum = strcmp(cfg->queue_type, "quorum") == 0;
     p->set.max_priority = cfg->max_priority;
-    p->queues = xcalloc((size_t)cfg->n_queues * 2 + 1, sizeof(*p->queues));
-    p->n_queues = 0;
-    for (int i = 0; i < cfg->n_queues; i++) {
-        for (int dead = 0; dead <= 1; dead++) {
-            struct probe_queue *q = &p->queues[p->n_queues];
-            int n = snprintf(q->name, sizeof(q->name), "%s%s", cfg->queues[i],
-                             dead ? ".dead" : "");
-            if (n < 0 || (size_t)n >= sizeof(q->name))
-                continue;
-            q->dead = dead;
-            p->n_queues++;
-        }
-    }
+    p->queues = xcalloc(target_queues_max(cfg), sizeof(*p->queues));
+    p->n_queues = target_queues(cfg, p->queues);
     forget_figures(p);
 }
 
@@ -857,13 +880,15 @@ struct broker_probe *probe_new(struct event_base *base, const struct config *cfg
 /* Whether cfg needs a new connection: other URLs, queues or TLS settings. */
 static int same_targets(const struct broker_probe *p, const struct config *cfg)
 {
-    if (p->n_urls != cfg->n_urls || p->n_queues != cfg->n_queues * 2)
+    struct probe_queue *want = xcalloc(target_queues_max(cfg), sizeof(*want));
+    int n = target_queues(cfg, want), same = n == p->n_queues;
+    for (int i = 0; same && i < n; i++)
+        same = strcmp(p->queues[i].name, want[i].name) == 0;
+    free(want);
+    if (!same || p->n_urls != cfg->n_urls)
         return 0;
     for (int i = 0; i < cfg->n_urls; i++)
         if (strcmp(p->urls[i], cfg->urls[i]) != 0)
-            return 0;
-    for (int i = 0; i < cfg->n_queues; i++)
-        if (strcmp(p->queues[2 * i].name, cfg->queues[i]) != 0)
             return 0;
     return strcmp(p->set.tls_ca, cfg->tls_ca) == 0 && strcmp(p->set.tls_cert, cfg->tls_cert) == 0 &&
            strcmp(p->set.tls_key, cfg->tls_key) == 0 && p->set.tls_verify == cfg->tls_verify;

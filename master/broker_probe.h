@@ -1,6 +1,7 @@
 /*
- * The master's view of the queues: how many messages wait in each work queue and
- * its dead-letter queue, and how many consumers each has, asked of the broker.
+ * The master's view of the queues: how many messages wait in each work queue,
+ * its dead-letter queue and its delay (retry) queues, and how many consumers
+ * each has, asked of the broker.
  *
  * The probe keeps one AMQP 0-9-1 connection of its own, spoken directly on a
  * libevent bufferevent (a handful of methods: handshake, channel.open and passive
@@ -31,6 +32,7 @@ struct broker_probe;
 struct probe_queue {
     char name[256];
     int dead;               /* the dead-letter queue of a work queue */
+    int retry;              /* one of its delay queues: depth only, arguments not checked */
     int exists;             /* 0: the broker said 404 */
     int64_t messages;       /* -1 when unknown */
     int64_t consumers;      /* -1 when unknown */

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -161,6 +162,16 @@ static void account_exit(struct master *m, struct child *c, int status)
     for (int k = 0; k <= HIST_AUDIO_BUCKETS; k++)
         m->retired_audio_seconds.le[k] += atomic_load(&s->audio_seconds.le[k]);
     m->retired_audio_seconds.sum_ms += atomic_load(&s->audio_seconds.sum_ms);
+    slot_stage_totals(s, m->retired_stages);
+    history_gather_failures(m, c);
+    if (!m->retired_queues)
+        m->retired_queues = xcalloc(RETIRED_QUEUES, sizeof(*m->retired_queues));
+    for (int i = 0; i < atomic_load(&s->nqueues); i++) {
+        struct queue_totals *q = queue_totals_find(m->retired_queues, &m->n_retired_queues,
+                                                   RETIRED_QUEUES, s->queues[i].name);
+        if (q)
+            slot_queue_totals(s, i, q);
+    }
     int self_stopping = atomic_load(&s->state) == WS_STOPPING;
 
     char how[64];
@@ -227,7 +238,8 @@ void children_reap(struct master *m)
 {
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    struct rusage ru;
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
         if (pid == m->new_master_pid) {
             on_new_master_exit(m, status);
             continue;
@@ -239,6 +251,9 @@ void children_reap(struct master *m)
         struct child *c = find_child(m, pid);
         if (!c)
             continue;
+        /* Its own and its reaped engine children's */
+        m->retired_cpu_s += (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
         account_exit(m, c, status);
         scoreboard_release(m->sb, c->slot);
         *c = m->children[--m->nchildren];

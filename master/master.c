@@ -29,6 +29,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct master *m = arg;
     children_supervise(m);
+    history_tick(m);
     if (m->state != MS_RUNNING && children_alive(m) == 0)
         event_base_loopexit(m->base, NULL);
 }
@@ -120,6 +121,8 @@ int master_run(struct master *m, int inherited_fd, int notify_fd)
         sdnotify("READY=1\nMAINPID=%d\nSTATUS=serving, control %s", (int)getpid(),
                  control_address(m->control));
     m->probe = probe_new(m->base, m->cfg);
+    m->history = history_new();
+    history_tick(m); /* the first sample: nothing done yet */
     m->tick = event_new(m->base, -1, EV_PERSIST, tick_cb, m);
     struct timeval tv = {0, TICK_MS * 1000};
     event_add(m->tick, &tv);
@@ -142,6 +145,8 @@ int master_run(struct master *m, int inherited_fd, int notify_fd)
     signals_free(m);
     event_base_free(m->base);
     scoreboard_destroy(m->sb);
+    free(m->retired_queues);
+    history_free(m->history);
     return m->exit_code;
 }
 

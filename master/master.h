@@ -9,6 +9,7 @@
  *   signals.c       signal table: each signal's name and action
  *   control_http.c  the control socket (evhttp)
  *   status.c        the /status document, built from the scoreboard
+ *   history.c       the last 15 minutes for the status page, and recent failures
  *   broker_probe.c  queue depths, asked of the broker over AMQP
  *   tls_spawn.c     the probe's amqps:// relay process (tls_relay.c is c2a-tls.so)
  *   pidfile.c       pidfile with a lock
@@ -35,6 +36,8 @@ enum master_state { MS_RUNNING, MS_STOPPING, MS_QUITTING };
 enum exit_reason { XR_CRASHED, XR_KILLED, XR_HEARTBEAT, XR_JOB_TIMEOUT, XR_RECYCLED,
                    XR_BOOT_FAILED, XR_MEMORY, XR_COUNT };
 
+#define RETIRED_QUEUES 64
+
 struct child {
     pid_t pid;
     int slot;
@@ -45,6 +48,7 @@ struct child {
     int64_t kill_at_mono_ms; /* SIGKILL if still alive then; 0 = no deadline */
     int kill_reason;         /* enum exit_reason when the master killed it, else -1 */
     int64_t slow_warned;     /* job_started_mono_ms of the job last warned about */
+    uint64_t failures_seen;  /* its slot's failures gathered (history.c) */
 };
 
 struct pidfile {
@@ -89,9 +93,16 @@ struct master {
         uint64_t le[HIST_AUDIO_BUCKETS + 1];
         uint64_t sum_ms;
     } retired_audio_seconds;
+    /* ... by queue (at most RETIRED_QUEUES names, kept across reloads) and by
+     * stage, and the CPU time of exited workers with their engine children. */
+    struct queue_totals *retired_queues;
+    int n_retired_queues;
+    struct hist_sum retired_stages[ST_COUNT];
+    double retired_cpu_s;
 
     struct control *control;
     struct broker_probe *probe; /* queue depths for the control socket */
+    struct history *history;    /* charts and recent failures */
     struct pidfile pidfile;
 
     pid_t new_master_pid;     /* USR2: the re-executed binary, while it starts */
@@ -152,6 +163,18 @@ void metrics_render(struct master *m, struct evbuffer *b);
 
 /* status_html.c */
 void status_html(struct master *m, struct evbuffer *b);
+
+/* history.c */
+struct history *history_new(void);
+void history_free(struct history *h);
+/* Every tick: a sample when one is due, and the workers' new failures. */
+void history_tick(struct master *m);
+/* The failures of one worker's slot not gathered yet (also before it is reaped). */
+void history_gather_failures(struct master *m, struct child *c);
+/* The status page's charts, inline SVG. */
+void history_charts(struct master *m, struct evbuffer *b);
+/* The last 50 failed attempts, newest first. */
+struct json_t *history_failures_json(struct master *m);
 
 /* status.c */
 struct json_t;

@@ -121,7 +121,7 @@ json_t *status_build(struct master *m, int full)
         struct probe_queue q;
         probe_queue_get(m->probe, i, &q);
         json_t *o = json_pack("{s:s,s:s,s:o,s:o,s:b}", "name", q.name, "kind",
-                              q.dead ? "dead-letter" : "work", "messages",
+                              q.dead ? "dead-letter" : q.retry ? "retry" : "work", "messages",
                               q.messages < 0 ? json_null() : json_integer(q.messages),
                               "consumers",
                               q.consumers < 0 ? json_null() : json_integer(q.consumers),
@@ -158,7 +158,9 @@ json_t *status_build(struct master *m, int full)
                                                    : json_string(probe_err));
     json_object_set_new(doc, "control", json_string(control_address(m->control)));
     json_object_set_new(doc, "master_rss_kb", json_integer((json_int_t)proc_rss_kb(getpid())));
-    if (full)
+    if (full) {
         json_object_set_new(doc, "config", config_summary(m->cfg));
+        json_object_set_new(doc, "recent_failures", history_failures_json(m));
+    }
     return doc;
 }

@@ -1,7 +1,8 @@
 /*
  * GET /: the status page for people. Rendered from the /status?full document so
- * both always agree; no script and nothing fetched from elsewhere; it reloads
- * itself every two seconds.
+ * both always agree, with charts of the last 15 minutes (history.c) drawn as
+ * inline SVG; no script and nothing fetched from elsewhere; it reloads itself
+ * every two seconds.
  */
 #include "master.h"
 #include "broker_probe.h"
@@ -11,6 +12,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static void esc(struct evbuffer *b, const char *s)
 {
@@ -48,6 +50,41 @@ static void duration(struct evbuffer *b, long long s)
         evbuffer_add_printf(b, "%llds", s);
 }
 
+static void recent_failures(struct evbuffer *b, json_t *list)
+{
+    evbuffer_add_printf(b, "<h2>Recent failures</h2>\n");
+    if (!json_array_size(list)) {
+        evbuffer_add_printf(b, "<p class=\"ok\">none</p>\n");
+        return;
+    }
+    evbuffer_add_printf(b, "<table id=\"failures\"><tr><th class=\"l\">time (UTC)</th>"
+                           "<th class=\"l\">queue</th><th class=\"l\">job</th>"
+                           "<th class=\"l\">outcome</th><th class=\"l\">code</th>"
+                           "<th class=\"l\">message</th></tr>\n");
+    size_t i;
+    json_t *f;
+    json_array_foreach(list, i, f)
+    {
+        time_t t = (time_t)json_number_value(json_object_get(f, "time"));
+        struct tm tm;
+        char when[32];
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+        int retried = strcmp(str(f, "outcome"), "retried") == 0;
+        evbuffer_add_printf(b, "<tr><td class=\"l\">%s</td><td class=\"l\">", when);
+        esc(b, str(f, "queue"));
+        evbuffer_add_printf(b, "</td><td class=\"l\">");
+        esc(b, str(f, "id"));
+        evbuffer_add_printf(b, "</td><td class=\"l %s\">%s</td><td class=\"l\">",
+                            retried ? "warn" : "bad", retried ? "retried" : "dead-lettered");
+        esc(b, str(f, "code"));
+        evbuffer_add_printf(b, "</td><td class=\"l msg\">");
+        esc(b, str(f, "message"));
+        evbuffer_add_printf(b, "</td></tr>\n");
+    }
+    evbuffer_add_printf(b, "</table>\n");
+}
+
 void status_html(struct master *m, struct evbuffer *b)
 {
     json_t *st = status_build(m, 1);
@@ -65,6 +102,8 @@ void status_html(struct master *m, struct evbuffer *b)
            "text-align:right}th{background:#f4f4f4}td.l,th.l{text-align:left}"
            ".ok{color:#176117}.bad{color:#b00020;font-weight:bold}.warn{color:#8a5a00}"
            ".tag{display:inline-block;padding:0 .5em;border-radius:.6em;background:#eee}"
+           ".charts{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0}"
+           "figcaption{font-size:.9em;color:#555}td.msg{max-width:40em;overflow-wrap:anywhere}"
            "</style></head><body>\n",
         str(st, "state"));
     evbuffer_add_printf(b, "<h1>c2a-worker %s</h1>\n<p>", str(st, "version"));
@@ -92,6 +131,8 @@ void status_html(struct master *m, struct evbuffer *b)
                         num(totals, "jobs_ok"), num(totals, "jobs_failed"),
                         num(totals, "jobs_retried"), num(totals, "jobs_dead"),
                         num(totals, "worker_restarts"));
+    evbuffer_add_printf(b, "<h2>Last 15 minutes</h2>\n");
+    history_charts(m, b);
 
     evbuffer_add_printf(b, "<h2>Workers</h2>\n<table><tr><th>pid</th><th class=\"l\">state</th>"
                            "<th class=\"l\">current job</th><th>for</th><th>ok</th>"
@@ -163,7 +204,9 @@ void status_html(struct master *m, struct evbuffer *b)
             evbuffer_add_printf(b, "</td></tr>\n");
         }
     }
-    evbuffer_add_printf(b, "</table>\n<h2>Configuration</h2>\n<table>");
+    evbuffer_add_printf(b, "</table>\n");
+    recent_failures(b, json_object_get(st, "recent_failures"));
+    evbuffer_add_printf(b, "<h2>Configuration</h2>\n<table>");
     const char *sec;
     json_t *keys;
     json_object_foreach(json_object_get(st, "config"), sec, keys)

@@ -20,8 +20,6 @@
 #define RPC_TIMEOUT_S 10
 #define RECONNECT_BASE_MS 500
 #define RECONNECT_MAX_MS 30000
-#define RETRY_BASE_MS 1000
-#define RETRY_MAX_MS 300000
 
 struct amqp_link {
     struct event_base *base;
@@ -46,20 +44,6 @@ struct amqp_link {
 static void schedule_reconnect(struct amqp_link *l);
 static void drain(struct amqp_link *l);
 
-void amqp_dead_queue(const char *q, char *out, size_t len)
-{
-    snprintf(out, len, "%s.dead", q);
-}
-
-void amqp_retry_queue(const char *q, int delay_ms, char *out, size_t len)
-{
-    snprintf(out, len, "%s.retry.%d", q, delay_ms);
-}
-
-int amqp_retry_delay_ms(int attempts)
-{
-    return (int)backoff_delay_ms((uint32_t)attempts, RETRY_BASE_MS, RETRY_MAX_MS, 0, 0);
-}
 
 static amqp_bytes_t bytes(const char *s)
 {
@@ -179,12 +163,10 @@ static int declare_topology(struct amqp_link *l, char *err, size_t errlen)
         amqp_dead_queue(q, name, sizeof(name));
         if (declare_queue(l, name, a, quorum, err, errlen) < 0)
             return -1;
-        int last = -1;
-        for (int at = 1; at < cfg->max_attempts; at++) {
-            int delay = amqp_retry_delay_ms(at);
-            if (delay == last)
-                break;
-            last = delay;
+        int delays[TOPOLOGY_MAX_DELAYS];
+        int nd = amqp_retry_delays(cfg->max_attempts, delays);
+        for (int k = 0; k < nd; k++) {
+            int delay = delays[k];
             n = 0;
             arg_int(&a[n++], "x-message-ttl", delay);
             arg_str(&a[n++], "x-dead-letter-exchange", "");
@@ -407,6 +389,8 @@ static int read_delivery(struct amqp_link *l, amqp_frame_t *f)
         copy_bytes(d->correlation_id, sizeof(d->correlation_id), p->correlation_id);
     if (p->_flags & AMQP_BASIC_MESSAGE_ID_FLAG)
         copy_bytes(d->message_id, sizeof(d->message_id), p->message_id);
+    if (p->_flags & AMQP_BASIC_TIMESTAMP_FLAG && p->timestamp <= INT64_MAX / 1000)
+        d->timestamp = (int64_t)p->timestamp;
     if (p->_flags & AMQP_BASIC_HEADERS_FLAG) {
         d->attempts = header_count(&p->headers, "x-c2a-attempts", AMQP_COUNT_MAX);
         d->crashes = header_count(&p->headers, "x-c2a-crashes", AMQP_COUNT_MAX);

@@ -14,6 +14,7 @@
 #define C2A_AMQP_H
 
 #include "../common/config.h"
+#include "../common/topology.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +37,7 @@ struct amqp_delivery {
     int attempts;              /* x-c2a-attempts header, 0 when absent or invalid */
     int crashes;               /* x-c2a-crashes: engine crashes and timeouts charged */
     int redeliveries;          /* x-c2a-redeliveries: times its worker or connection was lost */
+    int64_t timestamp;         /* the AMQP timestamp property (s since the epoch), 0 if none */
     char *body;                /* owned */
     size_t body_len;
     void *message;             /* the message's properties and headers, as received */
@@ -84,11 +86,5 @@ int amqp_link_ack(struct amqp_link *l, uint64_t tag, unsigned generation);
 int amqp_link_reject(struct amqp_link *l, uint64_t tag, unsigned generation);
 /* Stop or restart consuming (pause, graceful stop). */
 void amqp_link_consume(struct amqp_link *l, int on);
-
-/* Queue names of the topology, for a work queue q. */
-void amqp_dead_queue(const char *q, char *out, size_t len);
-void amqp_retry_queue(const char *q, int delay_ms, char *out, size_t len);
-/* Delay before attempt n+1 (n >= 1): 1 s doubling to 5 min. */
-int amqp_retry_delay_ms(int attempts);
 
 #endif

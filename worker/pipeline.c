@@ -70,6 +70,10 @@ struct task {
     uint64_t requeue_seq;  /* the publish that puts the job back in a queue, 0 if none */
     int counted_ok;        /* jobs_ok was counted for it */
     int64_t received_us;
+    int qi;                /* its queue in the scoreboard slot, -1 if not there */
+    int64_t mark_us;       /* when the current stage began */
+    int64_t stage_us[ST_COUNT];
+    unsigned stages_seen;  /* bit per enum job_stage */
 };
 
 /* One TTS request: which piece of which task. */
@@ -112,12 +116,49 @@ struct pipeline {
 static void kick(struct pipeline *p);
 static void maybe_stopped(struct pipeline *p);
 
+/* Stage times (/metrics' c2a_job_stage_seconds): add us to stage st. */
+static void stage_add(struct task *t, enum job_stage st, int64_t us)
+{
+    t->stage_us[st] += us > 0 ? us : 0;
+    t->stages_seen |= 1u << st;
+}
+
+/* Stage st ends now, and the next begins. */
+static void stage_end(struct task *t, enum job_stage st)
+{
+    int64_t now = now_mono_us();
+    stage_add(t, st, now - t->mark_us);
+    t->mark_us = now;
+}
+
+static void stages_observe(struct task *t)
+{
+    for (int st = 0; st < ST_COUNT; st++)
+        if (t->stages_seen & (1u << st))
+            slot_observe_stage(t->slot, (enum job_stage)st, (uint64_t)t->stage_us[st]);
+    t->stages_seen = 0;
+}
+
+static void count_outcome(struct task *t, enum job_outcome o, const char *code)
+{
+    slot_count_outcome(t->slot, t->qi, o, code, (uint64_t)(now_mono_us() - t->received_us));
+}
+
+/* For the status page's recent failures. */
+static void note_failure(struct task *t, const char *code, const char *msg, int retried)
+{
+    const char *id = t->job.id[0] ? t->job.id : (t->d->message_id[0] ? t->d->message_id : "-");
+    slot_add_failure(t->slot, t->d->queue, id, code, msg, retried);
+}
+
 /* Every transfer of a task goes through these two, so the scoreboard's count of
  * transfers in flight stays right. *net is the task's one transfer (fetch,
  * upload, callback) or one of its TTS calls. */
 static void net_start(struct task *t, struct fetch **net, const struct fetch_req *req,
                       fetch_done_fn done, void *arg)
 {
+    if (net == &t->net)
+        t->mark_us = now_mono_us();
     *net = t->p->http->fetch_start(t->p->fetcher, req, done, arg);
     atomic_fetch_add(&t->slot->transfers, 1);
 }
@@ -131,6 +172,10 @@ static void net_end(struct task *t, struct fetch **net, int cancel)
         t->p->http->fetch_cancel(*net);
     *net = NULL;
     atomic_fetch_sub(&t->slot->transfers, 1);
+    if (net == &t->net && !cancel)
+        stage_end(t, t->phase == PH_FETCH    ? ST_FETCH
+                     : t->phase == PH_UPLOAD ? ST_UPLOAD
+                                             : ST_CALLBACK);
 }
 
 /* Abandon every transfer of the task. */
@@ -221,6 +266,8 @@ static void task_complete(struct pipeline *p, struct task *t)
                  t->job.id[0] ? t->job.id : "?");
         amqp_link_reject(p->link, t->d->tag, t->d->generation);
     } else {
+        if (t->counted_ok)
+            count_outcome(t, JO_OK, NULL);
         amqp_link_ack(p->link, t->d->tag, t->d->generation);
     }
     task_free(t);
@@ -314,6 +361,8 @@ static void finish_dead(struct pipeline *p, struct task *t, const char *code, co
     t->dead_failed = t->dead_seq == 0;
     atomic_fetch_add(&p->env.slot->jobs_failed, 1);
     atomic_fetch_add(&p->env.slot->jobs_dead, 1);
+    count_outcome(t, JO_FAILED, code);
+    note_failure(t, code, msg, 0);
     settle(p, t);
 }
 
@@ -343,6 +392,8 @@ static void retry_later(struct pipeline *p, struct task *t, const char *code, co
              p->env.cfg->max_attempts, q);
     log_job_end(p, t, "retry", code);
     atomic_fetch_add(&p->env.slot->jobs_retried, 1);
+    count_outcome(t, JO_RETRIED, code);
+    note_failure(t, code, msg, 1);
     requeue(p, t, q, t->attempts, 0);
 }
 
@@ -354,10 +405,11 @@ static void set_idle(struct pipeline *p)
 }
 
 /* A job is done (whatever its outcome): metrics, and recycling after max_jobs. */
-static void count_done(struct pipeline *p, const struct task *t, int64_t audio_ms)
+static void count_done(struct pipeline *p, struct task *t, int64_t audio_ms)
 {
     slot_observe_job(p->env.slot, (uint64_t)(now_mono_us() - t->received_us),
                      audio_ms > 0 ? (uint64_t)audio_ms : 0);
+    stages_observe(t);
     p->jobs_done++;
     if (p->recycling || p->stopping)
         return;
@@ -563,6 +615,7 @@ static void start_tts(struct pipeline *p, struct task *t)
     for (int i = 0; i < t->n_pieces; i++)
         t->calls[i] = (struct tts_call){t, i, NULL};
     t->phase = PH_TTS;
+    t->mark_us = now_mono_us();
     list_append(p, t);
     while (t->next_piece < t->n_pieces && t->next_piece < p->env.cfg->http_concurrency)
         next_tts_request(p, t);
@@ -575,6 +628,7 @@ static void on_tts_done(void *arg, struct fetch_result *r)
     struct pipeline *p = t->p;
     net_end(t, &call->net, 0);
     if (!r->ok) {
+        stage_end(t, ST_TTS);
         net_cancel(t); /* the other pieces are of no use now */
         task_fail(p, t, r->transient, "synth_failed", "TTS server, piece %d of %d: %s",
                   call->index + 1, t->n_pieces, r->error);
@@ -587,6 +641,7 @@ static void on_tts_done(void *arg, struct fetch_result *r)
         next_tts_request(p, t);
     if (t->pieces_done < t->n_pieces)
         return;
+    stage_end(t, ST_TTS);
     t->phase = PH_RENDER;
     kick(p);
 }
@@ -701,6 +756,7 @@ static void commit_audio(struct pipeline *p, struct task *t)
     t->tmp_tag[0] = '\0';
     t->commit = r;
     t->phase = PH_COMMIT;
+    t->mark_us = now_mono_us();
     list_append(p, t);
     committer_submit(p->committer, r);
 }
@@ -715,6 +771,7 @@ static void on_committed(void *arg, struct commit_req *r)
     }
     t->commit = NULL;
     list_remove(p, t);
+    stage_end(t, ST_COMMIT);
     if (!r->ok) {
         task_fail(p, t, 1, "write_failed", "%s", r->err);
     } else {
@@ -758,8 +815,18 @@ static void on_engine_done(void *arg, struct synth_work *w)
     struct pipeline *p = arg;
     struct task *t = p->current;
     p->current = NULL;
-    (void)w;
     set_idle(p);
+    int64_t engine_us = now_mono_us() - t->mark_us;
+    t->mark_us += engine_us;
+    if (w->kind == SW_RENDER && !w->app) {
+        stage_add(t, ST_ENCODE, engine_us);
+    } else if (w->ok && !w->app && w->kind == SW_SPEAK && (w->synth_ms || w->encode_ms)) {
+        /* espeak-ng encodes as it speaks: the engine's own split */
+        stage_add(t, ST_SYNTHESIS, w->synth_ms * 1000);
+        stage_add(t, ST_ENCODE, w->encode_ms * 1000);
+    } else {
+        stage_add(t, ST_SYNTHESIS, engine_us);
+    }
     if (t->d->generation != amqp_link_generation(p->link)) {
         /* The connection it came on is gone and the broker has requeued it: the
          * next delivery rewrites the same file. */
@@ -831,6 +898,7 @@ static void kick(struct pipeline *p)
     list_remove(p, t);
     p->current = t;
     t->started = 1;
+    stage_end(t, ST_WAITING);
     slot_set_job(p->env.slot, t->job.id);
     atomic_store(&p->env.slot->state, WS_BUSY);
     struct synth_work *w = &t->work;
@@ -868,6 +936,7 @@ static void kick(struct pipeline *p)
 static void enqueue(struct pipeline *p, struct task *t)
 {
     t->p = p;
+    t->mark_us = now_mono_us();
     list_append(p, t);
     if (t->phase == PH_FETCH) {
         struct fetch_req req = {.method = FETCH_GET, .url = t->job.content,
@@ -933,6 +1002,9 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
     t->d = d;
     t->received_us = now_mono_us();
     t->attempts = d->attempts + 1;
+    t->qi = slot_queue_index(t->slot, d->queue);
+    if (d->timestamp && !d->attempts && !d->redelivered)
+        stage_add(t, ST_QUEUED, (now_real_ms() - d->timestamp * 1000) * 1000);
 
     t->crashes = d->crashes;
 
@@ -962,6 +1034,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
         const char *id = d->message_id;
         strlcpy_c2a(t->job.id, job_safe_name(id, JOB_ID_MAX) ? id : "", sizeof(t->job.id));
         atomic_fetch_add(&p->env.slot->jobs_ok, 1);
+        t->counted_ok = 1;
         log_job_end(p, t, "ok", NULL);
         publish_result(p, t, result_base(t, "ok"));
         count_done(p, t, 0);
@@ -1104,6 +1177,7 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
         return NULL;
     struct pipeline *p = xcalloc(1, sizeof(*p));
     p->env = *env;
+    slot_set_queues(env->slot, env->cfg->queues, env->cfg->n_queues);
     if (!env->noop) {
         /* The engine child cleans up temporary files of dead writers. Under the
          * built-in speech app it is sandboxed; an app from a shared object may

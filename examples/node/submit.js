@@ -48,6 +48,7 @@ async function main() {
     ch.publish('', args.queue, Buffer.from(JSON.stringify(job)), {
       contentType: 'application/json', persistent: true, mandatory: true,
       messageId: id, correlationId: id, replyTo,
+      timestamp: Math.floor(Date.now() / 1000), // its wait in the broker, in the metrics
     });
     await ch.waitForConfirms();
     const res = await result;

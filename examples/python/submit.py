@@ -16,6 +16,7 @@ routing key; the result comes to reply_to with the job's correlation_id.
 import argparse
 import json
 import sys
+import time
 import uuid
 
 import pika
@@ -46,7 +47,8 @@ def main():
         exchange="", routing_key=args.queue, body=json.dumps(job).encode(),
         properties=pika.BasicProperties(
             content_type="application/json", delivery_mode=2,  # persistent
-            message_id=job_id, correlation_id=job_id, reply_to=reply_to),
+            message_id=job_id, correlation_id=job_id, reply_to=reply_to,
+            timestamp=int(time.time())),  # its wait in the broker, in the metrics
         mandatory=True)
 
     result = None

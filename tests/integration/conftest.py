@@ -407,11 +407,13 @@ class Broker:
 
         self.ch.basic_consume(self.reply_to, on_result, auto_ack=True)
 
-    def publish(self, queue, job, correlation_id=None, message_id=None, raw=None):
+    def publish(self, queue, job, correlation_id=None, message_id=None, raw=None,
+                timestamp=None):
         body = raw if raw is not None else json.dumps(job)
         props = self.pika.BasicProperties(
             reply_to=self.reply_to, correlation_id=correlation_id or (job or {}).get("id"),
-            message_id=message_id, content_type="application/json", delivery_mode=2)
+            message_id=message_id, content_type="application/json", delivery_mode=2,
+            timestamp=timestamp)
         self.ch.basic_publish("", queue, body, props)
 
     def wait_results(self, n, timeout=60):

@@ -6,10 +6,14 @@ import json
 import time
 
 import pika
+import pytest
 
-from conftest import queue_name, wait_for
+from conftest import SANITIZE, queue_name, wait_for
 
 
+# The sanitizer pass sees broker stops and starts in test_fault_injection.py;
+# CI's 20 minutes do not allow both there.
+@pytest.mark.skipif(SANITIZE, reason="broker restarts under ASan: test_fault_injection.py")
 def test_broker_restart_mid_stream(daemon, private_broker):
     rb = private_broker
 

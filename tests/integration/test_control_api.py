@@ -1,5 +1,6 @@
 """The control API beyond /status: metrics, health, reload, shutdown, scaling."""
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,17 +23,34 @@ def metrics(d):
 def test_metrics_parse_and_count_jobs(daemon, broker):
     from test_pipeline import TEXT, queue_of
     d = daemon().start()
+    q = queue_of(d)
     for i in range(6):
-        broker.publish(queue_of(d), {"id": f"m{i}", "text": TEXT})
-    broker.publish(queue_of(d), {"id": "bad", "text": "x", "voice": "nope"})
+        broker.publish(q, {"id": f"m{i}", "text": TEXT})
+    broker.publish(q, {"id": "bad", "text": "x", "voice": "nope"})
     broker.wait_results(7)
-    m = wait_for(lambda: (lambda x: x[("c2a_jobs_total", (("outcome", "ok"),))] == 6 and x)(
+    Q = ("queue", q)
+    m = wait_for(lambda: (lambda x: x[("c2a_jobs_total", (("outcome", "ok"), Q))] == 6 and x)(
         metrics(d)), what="metrics")
-    assert m[("c2a_jobs_total", (("outcome", "failed"),))] == 1
-    assert m[("c2a_jobs_dead_total", ())] == 1
-    assert m[("c2a_job_duration_seconds_count", ())] == 7
-    assert m[("c2a_job_duration_seconds_bucket", (("le", "+Inf"),))] == 7
+    assert m[("c2a_jobs_total", (("outcome", "failed"), Q))] == 1
+    assert m[("c2a_jobs_dead_total", (Q,))] == 1
+    assert m[("c2a_jobs_retried_total", (Q,))] == 0
+    assert m[("c2a_job_errors_total", (("code", "unknown_voice"), Q))] == 1
+    for outcome, n in (("ok", 6), ("failed", 1), ("retried", 0)):
+        assert m[("c2a_job_duration_seconds_count", (("outcome", outcome), Q))] == n
+        assert m[("c2a_job_duration_seconds_bucket", (("le", "+Inf"), ("outcome", outcome),
+                                                       Q))] == n
+    # Every attempt waited for the engine and went through it; the six with
+    # audio were committed; no message carried a timestamp.
+    stage = lambda s: m[("c2a_job_stage_seconds_count", (("stage", s),))]
+    assert stage("waiting") == 7 and stage("synthesis") == 7
+    assert stage("encode") == 6 and stage("commit") == 6
+    assert stage("queued") == stage("fetch") == stage("upload") == 0
     assert m[("c2a_audio_duration_seconds_count", ())] == 6
+    assert m[("c2a_workers_cpu_seconds_total", ())] > 0
+    assert m[("process_cpu_seconds_total", ())] > 0
+    assert m[("process_open_fds", ())] > 5
+    assert m[("process_resident_memory_bytes", ())] > 0
+    assert m[("c2a_queue_messages", (("kind", "retry"), ("queue", q + ".retry.1000")))] == 0
     assert 6 * 3 < m[("c2a_audio_duration_seconds_sum", ())] < 6 * 12
     assert m[("c2a_workers", (("state", "idle"),))] == 2
     assert m[("c2a_broker_connected", ())] == 1
@@ -42,6 +60,40 @@ def test_metrics_parse_and_count_jobs(daemon, broker):
     m = wait_for(lambda: (lambda x: x[("c2a_jobs_in_hand", ())] == 0 and x)(metrics(d)),
                  what="jobs acked")
     assert m[("c2a_http_transfers", ())] == 0
+
+
+def test_metrics_pass_promtool_and_time_the_stages(daemon, broker, web):
+    """promtool (Debian's prometheus) is the judge of the exposition format;
+    a job published 3 s ago shows its wait in the broker, and a job retried
+    and then dead-lettered counts its errors by code on every attempt."""
+    import shutil
+    import subprocess
+    import time
+    from test_pipeline import TEXT, queue_of
+    promtool = shutil.which("promtool")
+    if not promtool:
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    web.static("/busy", "text/plain", "busy", status=503)
+    d = daemon(broker={"max_attempts": "2"}, fetch={"allow_private": "127.0.0.1/32"}).start()
+    q = queue_of(d)
+    broker.publish(q, {"id": "old", "text": TEXT}, timestamp=int(time.time()) - 3)
+    # A 503 is transient: retried once, then dead (max_attempts = 2).
+    broker.publish(q, {"id": "gone", "url": web.url("/busy")})
+    res = broker.wait_results(2, timeout=60)
+    assert res["old"]["status"] == "ok" and res["gone"]["status"] == "error"
+    Q = ("queue", q)
+    m = wait_for(lambda: (lambda x: x[("c2a_jobs_dead_total", (Q,))] == 1 and x)(metrics(d)),
+                 what="the dead letter counted")
+    assert m[("c2a_jobs_retried_total", (Q,))] == 1
+    assert m[("c2a_job_errors_total", (("code", "fetch_failed"), Q))] == 2
+    assert m[("c2a_job_duration_seconds_count", (("outcome", "retried"), Q))] == 1
+    assert m[("c2a_job_stage_seconds_count", (("stage", "queued"),))] == 1
+    assert 2 <= m[("c2a_job_stage_seconds_sum", (("stage", "queued"),))] <= 6
+    assert m[("c2a_job_stage_seconds_count", (("stage", "fetch"),))] == 2
+    text = requests.get(d.url + "/metrics", timeout=5).text
+    out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_healthz(daemon):

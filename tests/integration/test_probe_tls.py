@@ -188,8 +188,11 @@ def test_amqps_probe_through_the_relay(daemon, tls_broker):
     st = wait_for(lambda: (lambda x: x["queues"][1]["messages"] == 3 and x)(d.status()),
                   timeout=15, what="depths over TLS")
     assert st["broker"]["probe_connected"] is True and st["broker"]["probe_error"] is None
-    assert [(x["name"], x["exists"], x["error"]) for x in st["queues"]] == [
-        (q, True, None), (q + ".dead", True, None)]
+    assert [(x["name"], x["exists"], x["error"]) for x in st["queues"]
+            if x["kind"] != "retry"] == [(q, True, None), (q + ".dead", True, None)]
+    # The delay queues too (no worker has declared them here).
+    assert [x["name"] for x in st["queues"] if x["kind"] == "retry"] == [
+        f"{q}.retry.{ms}" for ms in (1000, 2000, 4000, 8000)]
 
     # OpenSSL is in the relay, not in the master.
     assert tls_maps(master) == []

@@ -60,8 +60,9 @@ def test_status_has_spec_fields(daemon):
     for k in ("jobs_ok", "jobs_failed", "jobs_retried", "jobs_dead", "worker_restarts"):
         assert st["totals"][k] == 0
     queue = queue_name(d.tmp, "c2a")
-    assert [(q["name"], q["kind"]) for q in st["queues"]] == [(queue, "work"),
-                                                              (queue + ".dead", "dead-letter")]
+    assert [(q["name"], q["kind"]) for q in st["queues"]] == [
+        (queue, "work"), (queue + ".dead", "dead-letter")] + [
+        (f"{queue}.retry.{ms}", "retry") for ms in (1000, 2000, 4000, 8000)]
     # The master asks the broker every 2 s; the workers declared the queues at boot.
     st = wait_for(lambda: (lambda x: x["queues"][0]["consumers"] == 2 and x)(d.status()),
                   what="queue figures")
