@@ -196,7 +196,8 @@ FUZZ_LIBS    := $(shell pkg-config --libs libevent jansson libxml-2.0) -lm
 $(BUILD)/fuzz/fuzz_job: $(BUILD)/worker/job.o
 $(BUILD)/fuzz/fuzz_content: $(BUILD)/worker/content.o $(BUILD)/worker/job.o
 $(BUILD)/fuzz/fuzz_control: $(BUILD)/master/control_http.o $(BUILD)/master/status.o \
-	$(BUILD)/master/status_html.o $(BUILD)/master/metrics.o
+	$(BUILD)/master/status_html.o $(BUILD)/master/metrics.o $(BUILD)/master/history.o \
+	$(BUILD)/master/dead_api.o
 $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(FUZZ_LIBS)

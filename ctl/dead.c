@@ -38,7 +38,8 @@ struct dead {
     const struct opts *o;
     amqp_connection_state_t conn;
     char work[256]; /* the work queue */
-    char name[256]; /* its dead-letter queue */
+    char name[256 + 8]; /* its dead-letter queue */
+    long count;     /* its messages when we began */
 };
 
 /* ---- AMQP values as JSON ---- */
@@ -436,27 +437,42 @@ static int dead_take(struct dead *d, int requeue)
             return 1;
         t.taken = ok->message_count;
         rc = 0;
+    } else if (d->count > 0) {
+        /* Only the messages there when we began: a requeued job that fails
+         * again at once comes back to the tail, and must not be taken again
+         * (and again) in the same pass. */
+        rc = scan(d, d->count, take_one, &t, &more);
     } else {
-        rc = scan(d, 0, take_one, &t, &more);
+        rc = 0;
     }
-    if (o->json) {
+    int missing = -1;
+    for (int i = 0; rc == 0 && i < o->nids && missing < 0; i++)
+        if (!found[i])
+            missing = i;
+    if (o->json && rc == 0) {
+        /* One document: what was done, and what was not found beside it. */
         json_t *doc = json_pack("{s:s,s:I}", "queue", d->name, requeue ? "requeued" : "purged",
                                 (json_int_t)t.taken);
         if (requeue)
             json_object_set_new(doc, "to", json_string(d->work));
-        if (rc == 0) {
-            char *s = json_dumps(doc, JSON_COMPACT);
-            puts(s);
-            free(s);
+        if (missing >= 0) {
+            char *msg = xasprintf("%s: no dead letter with id %s", d->name, o->ids[missing]);
+            json_object_set_new(doc, "error", json_pack("{s:s,s:s}", "code", "not_found",
+                                                        "message", msg));
+            free(msg);
+            rc = 1;
         }
+        char *s = json_dumps(doc, JSON_COMPACT);
+        puts(s);
+        free(s);
         json_decref(doc);
-    } else {
+    } else if (!o->json) {
         printf("%s %ld dead letter%s%s%s\n", requeue ? "requeued" : "purged", t.taken,
                t.taken == 1 ? "" : "s", requeue ? " to " : " from ", requeue ? d->work : d->name);
+        if (missing >= 0)
+            rc = fail(o, 1, "not_found", "%s: no dead letter with id %s", d->name,
+                      o->ids[missing]);
     }
-    for (int i = 0; rc == 0 && i < o->nids; i++)
-        if (!found[i])
-            rc = fail(o, 1, "not_found", "%s: no dead letter with id %s", d->name, o->ids[i]);
     return rc;
 }
 
@@ -489,9 +505,11 @@ int cmd_dead(const struct opts *o, const struct config *cfg)
     amqp_channel_open(d.conn, CH_GET);
     if (amqp_failed(o, amqp_get_rpc_reply(d.conn), "channel.open"))
         goto out;
-    amqp_queue_declare(d.conn, CH_GET, amqp_cstring_bytes(d.name), 1, 0, 0, 0, amqp_empty_table);
+    amqp_queue_declare_ok_t *ok = amqp_queue_declare(d.conn, CH_GET, amqp_cstring_bytes(d.name),
+                                                     1, 0, 0, 0, amqp_empty_table);
     if (amqp_failed(o, amqp_get_rpc_reply(d.conn), d.name))
         goto out;
+    d.count = ok ? (long)ok->message_count : 0;
     if (v == 2) {
         amqp_channel_open(d.conn, CH_PUT);
         amqp_confirm_select(d.conn, CH_PUT);

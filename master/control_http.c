@@ -73,6 +73,7 @@ struct control {
     int fd;
     int handed_over; /* the socket belongs to another master now: never unlink it */
     struct event *sweep;  /* every second: requests past their deadline */
+    struct dead_api *dead; /* /dead/... */
     int starved;          /* accepting is paused: no descriptor left */
     uint64_t refused;     /* accepts that failed for lack of descriptors */
     int64_t starved_logged_ms;
@@ -544,6 +545,12 @@ static void dispatch(struct evhttp_request *req, void *arg)
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     if (!path || !path[0])
         path = "/";
+    if (strncmp(path, "/dead/", 6) == 0) {
+        if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && !authorized(c, req))
+            return;
+        dead_api_handle(c->dead, req, path + 6);
+        return;
+    }
     int path_known = 0;
     for (size_t i = 0; i < ARRAY_LEN(routes); i++) {
         if (strcmp(routes[i].path, path) != 0)
@@ -660,6 +667,7 @@ struct control *control_open(struct master *m, const char *addr, int inherited_f
                                      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
     c->resume_accept = evtimer_new(m->base, resume_accept_cb, c);
     c->sweep = event_new(m->base, -1, EV_PERSIST, sweep_cb, c);
+    c->dead = dead_api_new(m);
     if (!c->http || !c->listener || !c->resume_accept || !c->sweep) {
         log_error("control socket %s: cannot set up the HTTP server", addr);
         if (!c->listener)
@@ -693,6 +701,7 @@ void control_free(struct control *c)
     if (!c)
         return;
     track(c, 0);
+    dead_api_free(c->dead); /* answers what it still runs, before evhttp frees it */
     if (c->http)
         evhttp_free(c->http); /* frees the bound socket and its listener */
     else if (c->listener)

@@ -10,6 +10,7 @@
  *   control_http.c  the control socket (evhttp)
  *   status.c        the /status document, built from the scoreboard
  *   history.c       the last 15 minutes for the status page, and recent failures
+ *   dead_api.c      the dead letters over the control socket (through c2actl)
  *   broker_probe.c  queue depths, asked of the broker over AMQP
  *   tls_spawn.c     the probe's amqps:// relay process (tls_relay.c is c2a-tls.so)
  *   pidfile.c       pidfile with a lock
@@ -156,6 +157,14 @@ const char *control_address(const struct control *c);
 int control_listen_fd(const struct control *c);
 /* Stop accepting (the re-executed master has the socket now). */
 void control_stop_listening(struct control *c);
+
+/* dead_api.c: GET/POST /dead/..., run through c2actl */
+struct dead_api;
+struct evhttp_request;
+struct dead_api *dead_api_new(struct master *m);
+void dead_api_free(struct dead_api *a);
+/* rest: the path after "/dead/"; POSTs are authorized by the caller. */
+void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char *rest);
 
 /* metrics.c */
 struct evbuffer;

@@ -126,6 +126,8 @@ static void fake_master(void)
     if (config_set(m->cfg, "master", "control_token", TOKEN, err, sizeof(err)) < 0)
         abort();
     m->config_path = xstrdup("/etc/c2a-worker.conf");
+    /* No c2actl beside it: /dead/... answers 501 and never forks. */
+    m->self_exe = xstrdup("/nonexistent/c2a-worker");
     m->sb = scoreboard_create(SCOREBOARD_SLOTS);
     if (!m->sb)
         abort();
@@ -144,6 +146,10 @@ static void fake_master(void)
             slot_set_job(s, "job-<1>&\"2\"");
         }
         slot_observe_job(s, 1500000, 2000);
+        char *queues[] = {"c2a.jobs"};
+        slot_set_queues(s, queues, 1);
+        slot_count_outcome(s, 0, JO_FAILED, "bad_json", 2000);
+        slot_add_failure(s, "c2a.jobs", "j<1>", "bad_json", "not \"JSON\" & <b>", 0);
         m->children[i] = (struct child){.pid = 1000 + i,
                                         .slot = slot,
                                         .generation = 1,
@@ -160,6 +166,8 @@ static void fake_master(void)
         .name = "c2a.jobs.dead\"\n\\", .dead = 1, .exists = 1, .messages = -1, .consumers = -1,
         .mismatch = "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' <&\">"};
     m->probe = &probe;
+    m->history = history_new();
+    history_tick(m);
 }
 
 /* What a request may change, put back before the next one. */

@@ -107,3 +107,59 @@ def test_dead_usage_and_missing_queue(daemon):
     assert ctl(d, "dead", "list", "q", "--limit", "x")[0] == 2
     rc, out, _ = ctl(d, "--json", "dead", "list", f"no-such-queue-{time.time_ns()}")
     assert rc == 1 and "NOT_FOUND" in json.loads(out)["error"]["message"]
+
+
+def test_dead_letters_over_the_control_api(daemon, broker):
+    """GET /dead/QUEUE, GET /dead/QUEUE/ID, POST /dead/QUEUE/requeue and
+    /purge: c2actl dead's answers over HTTP, changes behind the token."""
+    d = daemon(master={"control_token": "tok"}).start()
+    q = queue_name(d.tmp, d.name)
+    tok = {"Authorization": "Bearer tok"}
+    publish(broker, q, json.dumps({"id": "v1", "text": "a", "voice": "xx-nowhere"}), "v1")
+    publish(broker, q, json.dumps({"id": "v2", "text": "b", "voice": "xx-nowhere"}), "v2")
+    publish(broker, q, "{oops", "b1")
+    broker.wait_results(3)
+    wait_for(lambda: broker.depth(q + ".dead") == 3, what="three dead letters")
+    url = f"{d.url}/dead/{q}"
+
+    r = requests.get(url, timeout=30)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/json"
+    doc = r.json()
+    assert doc["queue"] == q + ".dead" and doc["more"] is False
+    rows = {m["id"]: m for m in doc["messages"]}
+    assert sorted(rows) == ["b1", "v1", "v2"] and rows["b1"]["code"] == "bad_json"
+    doc = requests.get(f"{d.url}/dead/{q}.dead?limit=1", timeout=30).json()
+    assert len(doc["messages"]) == 1 and doc["more"] is True
+    assert requests.head(url, timeout=30).status_code == 200
+    shown = requests.get(url + "/v1", timeout=30).json()
+    assert shown["body"]["voice"] == "xx-nowhere" and shown["headers"]["x-tenant"] == "acme"
+
+    # Errors: 4xx with a JSON error, nothing taken.
+    for path, code in ((f"/dead/{q}/nope", 404), ("/dead/not-ours", 404),
+                       (f"/dead/{q}?limit=0", 400), (f"/dead/{q}?limit=x", 400),
+                       (f"/dead/{q}/a/b", 404), (f"/dead/{q}/requeue", 405)):
+        r = requests.get(d.url + path, timeout=30)
+        assert r.status_code == code and "error" in r.json(), (path, r.status_code, r.text)
+    assert requests.post(url + "/requeue", json={"all": True}, timeout=30).status_code == 401
+    for body in ({}, {"ids": ["v1"], "all": True}, {"ids": "v1"}, {"ids": ["-x"]}):
+        r = requests.post(url + "/requeue", json=body, headers=tok, timeout=30)
+        assert r.status_code == 400, (body, r.text)
+    r = requests.post(url + "/requeue", data="{nope", headers=tok, timeout=30)
+    assert r.status_code == 400
+    r = requests.post(url + "/requeue", json={"ids": ["zz"]}, headers=tok, timeout=30)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert broker.depth(q + ".dead") == 3
+
+    # Requeue one: it runs again (and dies again, attempt 1); purge by code.
+    broker.result_list.clear()
+    r = requests.post(url + "/requeue", json={"ids": ["v1"]}, headers=tok, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"queue": q + ".dead", "requeued": 1, "to": q}
+    broker.wait_results(1)
+    wait_for(lambda: broker.depth(q + ".dead") == 3, what="dead again")
+    r = requests.post(url + "/purge", json={"code": "bad_json"}, headers=tok, timeout=30)
+    assert r.status_code == 200 and r.json()["purged"] == 1
+    r = requests.post(url + "/purge", headers=tok, timeout=30)
+    assert r.status_code == 200 and r.json()["purged"] == 2
+    assert broker.depth(q + ".dead") == 0
+    assert "dead letters: purge" in d.log()
