@@ -97,18 +97,27 @@ size_t strlcpy_c2a(char *dst, const char *src, size_t size)
     return len;
 }
 
-double proc_cpu_seconds(int pid, int children)
+/* /proc/PID/WHAT into buf, NUL-terminated; 0 when it cannot be read. */
+static size_t read_proc(int pid, const char *what, char *buf, size_t len)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    ssize_t n = read(fd, buf, len - 1);
     close(fd);
     if (n <= 0)
         return 0;
     buf[n] = '\0';
+    return (size_t)n;
+}
+
+double proc_cpu_seconds(int pid, int children)
+{
+    char buf[1024];
+    if (!read_proc(pid, "stat", buf, sizeof(buf)))
+        return 0;
     /* After the command name, which may hold anything but ends at the last ')':
      * state, then fields 4..; utime, stime, cutime, cstime are fields 14..17. */
     const char *p = strrchr(buf, ')');
@@ -122,16 +131,9 @@ double proc_cpu_seconds(int pid, int children)
 
 uint64_t proc_rss_kb(int pid)
 {
-    char path[64], buf[128];
-    snprintf(path, sizeof(path), "/proc/%d/statm", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    char buf[128];
+    if (!read_proc(pid, "statm", buf, sizeof(buf)))
         return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
     unsigned long long size = 0, resident = 0;
     if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
         return 0;

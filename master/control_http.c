@@ -156,7 +156,7 @@ static int bind_tcp(const char *host, const char *port)
     return fd;
 }
 
-static void reply_json(struct evhttp_request *req, int code, const char *reason, json_t *doc)
+void control_reply_json(struct evhttp_request *req, int code, const char *reason, json_t *doc)
 {
     struct evbuffer *buf = evbuffer_new();
     char *text = json_dumps(doc, JSON_COMPACT);
@@ -174,10 +174,10 @@ static void reply_json(struct evhttp_request *req, int code, const char *reason,
         evbuffer_free(buf);
 }
 
-static void reply_error(struct evhttp_request *req, int code, const char *reason,
+void control_reply_error(struct evhttp_request *req, int code, const char *reason,
                         const char *errcode, const char *message)
 {
-    reply_json(req, code, reason,
+    control_reply_json(req, code, reason,
                json_pack("{s:{s:s,s:s}}", "error", "code", errcode, "message", message));
 }
 
@@ -196,7 +196,7 @@ static int query_has(struct evhttp_request *req, const char *name)
 
 static void handle_status(struct control *c, struct evhttp_request *req)
 {
-    reply_json(req, HTTP_OK, "OK", status_build(c->m, query_has(req, "full")));
+    control_reply_json(req, HTTP_OK, "OK", status_build(c->m, query_has(req, "full")));
 }
 
 /* Constant time in the length of the expected token, whatever the client sent. */
@@ -220,7 +220,7 @@ static int authorized(struct control *c, struct evhttp_request *req)
         return 1;
     evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                       "Bearer realm=\"c2a-worker\"");
-    reply_error(req, 401, "Unauthorized", "unauthorized", "a valid bearer token is required");
+    control_reply_error(req, 401, "Unauthorized", "unauthorized", "a valid bearer token is required");
     return 0;
 }
 
@@ -231,7 +231,7 @@ static void set_paused(struct control *c, struct evhttp_request *req, int paused
     int was = atomic_exchange(&c->m->sb->paused, paused);
     if (was != paused)
         log_info("control: %s", paused ? "paused: workers stop consuming" : "resumed");
-    reply_json(req, HTTP_OK, "OK", json_pack("{s:b,s:b}", "paused", paused, "changed", was != paused));
+    control_reply_json(req, HTTP_OK, "OK", json_pack("{s:b,s:b}", "paused", paused, "changed", was != paused));
 }
 
 static void handle_pause(struct control *c, struct evhttp_request *req)
@@ -312,11 +312,11 @@ static void handle_healthz(struct control *c, struct evhttp_request *req)
     else if (!consuming)
         reason = "no worker is consuming";
     if (reason)
-        reply_json(req, 503, "Service Unavailable",
+        control_reply_json(req, 503, "Service Unavailable",
                    json_pack("{s:s,s:s,s:i}", "status", "unavailable", "reason", reason,
                              "consuming", consuming));
     else
-        reply_json(req, HTTP_OK, "OK", json_pack("{s:s,s:i}", "status", "ok", "consuming", consuming));
+        control_reply_json(req, HTTP_OK, "OK", json_pack("{s:s,s:i}", "status", "ok", "consuming", consuming));
 }
 
 static void handle_reload(struct control *c, struct evhttp_request *req)
@@ -325,10 +325,10 @@ static void handle_reload(struct control *c, struct evhttp_request *req)
         return;
     struct reload_errors errs;
     if (master_reload(c->m, &errs) < 0) {
-        reply_error(req, 409, "Conflict", "reload_refused", errs.text[0] ? errs.text : "refused");
+        control_reply_error(req, 409, "Conflict", "reload_refused", errs.text[0] ? errs.text : "refused");
         return;
     }
-    reply_json(req, HTTP_OK, "OK", json_pack("{s:b,s:i}", "reloaded", 1, "generation",
+    control_reply_json(req, HTTP_OK, "OK", json_pack("{s:b,s:i}", "reloaded", 1, "generation",
                                              (int)c->m->generation));
 }
 
@@ -344,7 +344,7 @@ static void handle_shutdown(struct control *c, struct evhttp_request *req)
 {
     if (!authorized(c, req))
         return;
-    reply_json(req, 202, "Accepted", json_pack("{s:b}", "stopping", 1));
+    control_reply_json(req, 202, "Accepted", json_pack("{s:b}", "stopping", 1));
     struct timeval now = {0, 0};
     event_base_once(c->m->base, -1, EV_TIMEOUT, stop_later, c->m, &now);
 }
@@ -359,7 +359,7 @@ static void handle_workers(struct control *c, struct evhttp_request *req)
     json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &err);
     json_t *count = json_is_object(body) ? json_object_get(body, "count") : NULL;
     if (!json_is_integer(count)) {
-        reply_error(req, 400, "Bad Request", "bad_request",
+        control_reply_error(req, 400, "Bad Request", "bad_request",
                     body ? "expected {\"count\": N}" : "the body is not JSON");
         json_decref(body);
         return;
@@ -367,14 +367,14 @@ static void handle_workers(struct control *c, struct evhttp_request *req)
     json_int_t n = json_integer_value(count);
     json_decref(body);
     if (n < 1 || n > CONFIG_MAX_WORKERS) {
-        reply_error(req, 400, "Bad Request", "bad_request", "count must be 1..256");
+        control_reply_error(req, 400, "Bad Request", "bad_request", "count must be 1..256");
         return;
     }
     if (master_scale_to(c->m, (int)n) < 0) {
-        reply_error(req, 409, "Conflict", "stopping", "the master is stopping");
+        control_reply_error(req, 409, "Conflict", "stopping", "the master is stopping");
         return;
     }
-    reply_json(req, HTTP_OK, "OK", json_pack("{s:i}", "count", (int)n));
+    control_reply_json(req, HTTP_OK, "OK", json_pack("{s:i}", "count", (int)n));
 }
 
 static const struct route {
@@ -537,7 +537,7 @@ static void dispatch(struct evhttp_request *req, void *arg)
         if (p->nul) {
             p->nul = 0;
             evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-            reply_error(req, 400, "Bad Request", "bad_request", "a NUL byte in the request");
+            control_reply_error(req, 400, "Bad Request", "bad_request", "a NUL byte in the request");
             return;
         }
     }
@@ -570,11 +570,11 @@ static void dispatch(struct evhttp_request *req, void *arg)
             if (strcmp(routes[i].path, path) == 0 && routes[i].method == EVHTTP_REQ_POST)
                 allow = "POST";
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
-        reply_error(req, 405, "Method Not Allowed", "method_not_allowed",
+        control_reply_error(req, 405, "Method Not Allowed", "method_not_allowed",
                     "this path does not accept that method");
         return;
     }
-    reply_error(req, HTTP_NOTFOUND, "Not Found", "not_found", "no such path");
+    control_reply_error(req, HTTP_NOTFOUND, "Not Found", "not_found", "no such path");
 }
 
 /* evhttp_bind_listener() takes over the listener's callback argument, so the

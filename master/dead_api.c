@@ -64,33 +64,6 @@ struct dead_api *dead_api_new(struct master *m)
     return a;
 }
 
-static void reply(struct evhttp_request *req, int code, const char *reason, const char *body,
-                  size_t len)
-{
-    struct evbuffer *buf = evbuffer_new();
-    if (buf)
-        evbuffer_add(buf, body, len);
-    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
-    evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_add_header(h, "Cache-Control", "no-store");
-    evhttp_send_reply(req, code, reason, buf);
-    if (buf)
-        evbuffer_free(buf);
-}
-
-static void reply_error(struct evhttp_request *req, int code, const char *reason,
-                        const char *errcode, const char *message)
-{
-    json_t *doc = json_pack("{s:{s:s,s:s}}", "error", "code", errcode, "message", message);
-    char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (s)
-        reply(req, code, reason, s, strlen(s));
-    else
-        evhttp_send_error(req, 500, "out of memory");
-    free(s);
-}
-
 static void client_gone(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
@@ -123,7 +96,7 @@ static void answer(struct helper *h)
     json_t *doc = len ? json_loadb(text, len, 0, &jerr) : NULL;
     json_t *err = json_object_get(doc, "error");
     if (!doc) {
-        reply_error(h->req, 502, "Bad Gateway", "helper_failed",
+        control_reply_error(h->req, 502, "Bad Gateway", "helper_failed",
                     "c2actl gave no answer (see the master's log)");
     } else if (err) {
         const char *code = json_string_value(json_object_get(err, "code"));
@@ -133,9 +106,11 @@ static void answer(struct helper *h)
             status = 400, reason = "Bad Request";
         else if (code && strcmp(code, "not_found") == 0)
             status = 404, reason = "Not Found";
-        reply(h->req, status, reason, text, len);
+        control_reply_json(h->req, status, reason, doc);
+        return;
     } else {
-        reply(h->req, HTTP_OK, "OK", text, len);
+        control_reply_json(h->req, HTTP_OK, "OK", doc);
+        return;
     }
     json_decref(doc);
 }
@@ -159,7 +134,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     log_warn("control: dead letters: c2actl's answer passed %d MB; stopped",
              DEAD_MAX_OUTPUT >> 20);
     if (h->req)
-        reply_error(h->req, 502, "Bad Gateway", "too_large", "the answer is too large");
+        control_reply_error(h->req, 502, "Bad Gateway", "too_large", "the answer is too large");
     helper_done(h, 1);
 }
 
@@ -171,7 +146,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     log_warn("control: dead letters: c2actl (pid %d) ran past %d s; killed", (int)h->pid,
              DEAD_TIMEOUT_S);
     if (h->req)
-        reply_error(h->req, 504, "Gateway Timeout", "timeout",
+        control_reply_error(h->req, 504, "Gateway Timeout", "timeout",
                     "the broker did not answer in time");
     helper_done(h, 1);
 }
@@ -275,14 +250,14 @@ static int build_args(struct evhttp_request *req, char **parts, int nparts, cons
         if (!json_is_object(body) || (ids && !json_is_array(ids)) ||
             (code && !json_is_string(code)) || picks > 1 ||
             (requeue ? picks != 1 : ids != NULL || all)) {
-            reply_error(req, 400, "Bad Request", "bad_request",
+            control_reply_error(req, 400, "Bad Request", "bad_request",
                         requeue ? "expected {\"ids\": [ID, ...]}, {\"code\": CODE} or "
                                   "{\"all\": true}"
                                 : "expected {} (all) or {\"code\": CODE}");
             return -1;
         }
         if (json_array_size(ids) > DEAD_MAX_IDS_HTTP) {
-            reply_error(req, 400, "Bad Request", "bad_request", "at most 256 ids at once");
+            control_reply_error(req, 400, "Bad Request", "bad_request", "at most 256 ids at once");
             return -1;
         }
         size_t i;
@@ -291,7 +266,7 @@ static int build_args(struct evhttp_request *req, char **parts, int nparts, cons
         {
             if (!json_is_string(id) || !json_string_value(id)[0] ||
                 json_string_value(id)[0] == '-') {
-                reply_error(req, 400, "Bad Request", "bad_request", "ids are non-empty strings");
+                control_reply_error(req, 400, "Bad Request", "bad_request", "ids are non-empty strings");
                 return -1;
             }
             argv[n++] = "--id";
@@ -306,7 +281,7 @@ static int build_args(struct evhttp_request *req, char **parts, int nparts, cons
     } else {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                           verb ? "POST" : "GET, HEAD");
-        reply_error(req, 405, "Method Not Allowed", "method_not_allowed",
+        control_reply_error(req, 405, "Method Not Allowed", "method_not_allowed",
                     "GET /dead/QUEUE, GET /dead/QUEUE/ID, POST /dead/QUEUE/requeue or "
                     "POST /dead/QUEUE/purge");
         return -1;
@@ -341,17 +316,17 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
 
     if (nparts == 0 || nparts > 2 || *p || !parts[0] || !parts[0][0] ||
         (nparts == 2 && (!parts[1] || !parts[1][0]))) {
-        reply_error(req, 404, "Not Found", "not_found", "no such path");
+        control_reply_error(req, 404, "Not Found", "not_found", "no such path");
         goto out;
     }
     if (!queue_known(m->cfg, parts[0])) {
-        reply_error(req, 404, "Not Found", "not_found", "not a work queue of this daemon");
+        control_reply_error(req, 404, "Not Found", "not_found", "not a work queue of this daemon");
         goto out;
     }
     const char *lim = query_get(req, "limit", &q);
     long n = lim ? strtol(lim, NULL, 10) : DEAD_DEFAULT_LIMIT;
     if (lim && (n < 1 || n > DEAD_MAX_LIMIT || strspn(lim, "0123456789") != strlen(lim))) {
-        reply_error(req, 400, "Bad Request", "bad_request", "limit must be 1..10000");
+        control_reply_error(req, 400, "Bad Request", "bad_request", "limit must be 1..10000");
         goto out;
     }
     snprintf(limit, sizeof(limit), "%ld", n);
@@ -361,12 +336,12 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
         body = len ? json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL)
                    : json_object();
         if (!body) {
-            reply_error(req, 400, "Bad Request", "bad_request", "the body is not JSON");
+            control_reply_error(req, 400, "Bad Request", "bad_request", "the body is not JSON");
             goto out;
         }
     }
     if (find_ctl(m, ctl, sizeof(ctl)) < 0) {
-        reply_error(req, 501, "Not Implemented", "no_c2actl",
+        control_reply_error(req, 501, "Not Implemented", "no_c2actl",
                     "c2actl is not installed beside c2a-worker");
         goto out;
     }
@@ -383,7 +358,7 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
             h = &a->helpers[i];
     if (!h) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
-        reply_error(req, 503, "Service Unavailable", "busy",
+        control_reply_error(req, 503, "Service Unavailable", "busy",
                     "dead-letter requests already running; try again");
         goto out;
     }
@@ -391,7 +366,7 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
     pid_t pid = run_ctl(ctl, (char **)argv, &fd);
     if (pid < 0) {
         log_error("control: dead letters: cannot run %s: %s", ctl, strerror(errno));
-        reply_error(req, 500, "Internal Server Error", "internal", "cannot run c2actl");
+        control_reply_error(req, 500, "Internal Server Error", "internal", "cannot run c2actl");
         goto out;
     }
     evutil_make_socket_nonblocking(fd);
@@ -404,7 +379,7 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
     if (!h->out || !h->deadline) {
         if (!h->out)
             close(fd);
-        reply_error(req, 500, "Internal Server Error", "internal", "out of memory");
+        control_reply_error(req, 500, "Internal Server Error", "internal", "out of memory");
         helper_done(h, 1);
         goto out;
     }
@@ -431,7 +406,7 @@ void dead_api_free(struct dead_api *a)
         if (!h->pid)
             continue;
         if (h->req)
-            reply_error(h->req, 503, "Service Unavailable", "stopping",
+            control_reply_error(h->req, 503, "Service Unavailable", "stopping",
                         "the control socket is closing");
         helper_done(h, 1);
     }

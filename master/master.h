@@ -157,6 +157,13 @@ const char *control_address(const struct control *c);
 int control_listen_fd(const struct control *c);
 /* Stop accepting (the re-executed master has the socket now). */
 void control_stop_listening(struct control *c);
+/* Answer with a JSON document (taken), or {"error": {code, message}}. */
+struct evhttp_request;
+struct json_t;
+void control_reply_json(struct evhttp_request *req, int code, const char *reason,
+                        struct json_t *doc);
+void control_reply_error(struct evhttp_request *req, int code, const char *reason,
+                         const char *errcode, const char *message);
 
 /* dead_api.c: GET/POST /dead/..., run through c2actl */
 struct dead_api;
