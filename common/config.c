@@ -133,6 +133,12 @@ static const struct config_key keys[] = {
      "flush each file and its directory entry to disk before its result is published"},
     {"output", "keep_uploaded", CT_BOOL, OFF(keep_uploaded), "yes", 0, 0, NULL, 0,
      "keep the local file of a job whose audio was uploaded (job field keep_file)"},
+    {"output", "metadata_artist", CT_STRING, OFF(metadata_artist), "", 0, 0, NULL, 0,
+     "artist tag of every file whose job names none; empty for none"},
+    {"output", "metadata_album", CT_STRING, OFF(metadata_album), "", 0, 0, NULL, 0,
+     "album tag of every file whose job names none; empty for none"},
+    {"output", "metadata_comment", CT_STRING, OFF(metadata_comment), "", 0, 0, NULL, 0,
+     "comment tag of every file whose job names none; empty for none"},
 };
 
 #define NKEYS ARRAY_LEN(keys)

@@ -8,7 +8,7 @@ PKGS="build-essential pkg-config clang libclang-rt-dev
 libevent-dev libjansson-dev librabbitmq-dev libsndfile1-dev libsamplerate0-dev
 libssl-dev libcurl4-openssl-dev libxml2-dev libespeak-ng-dev espeak-ng-data espeak-ng libinih-dev libcmocka-dev
 rabbitmq-server python3-pytest python3-pika python3-requests python3-prometheus-client
-mandoc valgrind curl procps iproute2 wrk time strace systemd prometheus chromium python3-pil"
+mandoc valgrind curl procps iproute2 wrk time strace systemd prometheus chromium python3-pil ffmpeg"
 
 missing=""
 for p in $PKGS; do

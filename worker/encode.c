@@ -279,6 +279,20 @@ static int resample_block(struct encoder *e, const float *in, size_t n, int end,
     return 0;
 }
 
+int encoder_set_tags(struct encoder *e, char *const *tags, char *err, size_t errlen)
+{
+    static const int types[] = {SF_STR_TITLE, SF_STR_ARTIST, SF_STR_ALBUM, SF_STR_COMMENT,
+                                SF_STR_DATE};
+    static const char *const names[] = {"title", "artist", "album", "comment", "date"};
+    for (size_t t = 0; t < ARRAY_LEN(types); t++) {
+        if (!tags[t] || sf_set_string(e->sf, types[t], tags[t]) == 0)
+            continue;
+        snprintf(err, errlen, "metadata.%s: %s", names[t], sf_strerror(e->sf));
+        return -1;
+    }
+    return 0;
+}
+
 int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char *err,
                   size_t errlen)
 {

@@ -43,6 +43,10 @@ struct encoder;
 struct encoder *encoder_open(const char *format, int in_rate, int out_rate, const char *dir,
                              const char *name, const char *tag, int *permanent, char *err,
                              size_t errlen);
+/* Tags (title, artist, album, comment, date: enum job_tag's order; NULL for
+ * none) as the format's own: LIST INFO in WAV, Vorbis comments in FLAC, Ogg
+ * Vorbis and Opus, ID3 in MP3. Before the first write. */
+int encoder_set_tags(struct encoder *e, char *const *tags, char *err, size_t errlen);
 int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char *err,
                   size_t errlen);
 /* Close and free the encoder: out gets the final path, the rate, channels and

@@ -94,6 +94,8 @@ static void encode_work(struct wbuf *b, const struct synth_work *w)
         wbuf_str(b, w->tmp_tag);
         put_int(b, j->engine);
         put_int(b, j->include_text);
+        for (int t = 0; t < JOB_TAGS; t++)
+            wbuf_str(b, j->tags[t] ? j->tags[t] : "");
         put_int(b, w->max_chars);
         wbuf_i64(b, (int64_t)w->piece_max);
         put_int(b, w->raw != NULL);
@@ -143,6 +145,8 @@ static int decode_work(struct rbuf *r, struct synth_work *w, struct job *j)
     w->tmp_tag = rbuf_strdup(r, 1);
     j->engine = (enum job_engine)get_int(r);
     j->include_text = get_int(r);
+    for (int t = 0; t < JOB_TAGS; t++)
+        j->tags[t] = rbuf_strdup(r, 1);
     w->job = j;
     w->max_chars = get_int(r);
     w->piece_max = (size_t)rbuf_i64(r);

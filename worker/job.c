@@ -101,8 +101,53 @@ static int get_str(json_t *root, const char *key, const char **out, struct job_e
     return 0;
 }
 
+const char *const job_tag_names[JOB_TAGS] = {"title", "artist", "album", "comment", "date"};
+
+/* "metadata": {"title", "artist", "album", "comment", "date"}, each a string
+ * of at most JOB_TAG_MAX bytes ("" for none); what the job leaves out comes
+ * from the defaults. Any other key is an error, so that a misspelt one is
+ * not silently left out of the file. */
+static int get_tags(json_t *root, const struct job_defaults *defs, struct job *job,
+                    struct job_error *err)
+{
+    json_t *md = json_object_get(root, "metadata");
+    if (md && !json_is_null(md) && !json_is_object(md))
+        return fail(err, "bad_field", "metadata: expected an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_is_object(md) ? md : NULL, key, v)
+    {
+        int known = 0;
+        for (int t = 0; t < JOB_TAGS; t++)
+            known |= strcmp(key, job_tag_names[t]) == 0;
+        if (!known)
+            return fail(err, "bad_field",
+                        "metadata: %.40s is not written (title, artist, album, comment, date)",
+                        key);
+    }
+    for (int t = 0; t < JOB_TAGS; t++) {
+        json_t *tv = json_is_object(md) ? json_object_get(md, job_tag_names[t]) : NULL;
+        const char *s = defs->tags[t];
+        if (tv && !json_is_null(tv)) {
+            if (!json_is_string(tv))
+                return fail(err, "bad_field", "metadata.%s: expected a string", job_tag_names[t]);
+            s = json_string_value(tv);
+            if (strlen(s) > JOB_TAG_MAX)
+                return fail(err, "bad_field", "metadata.%s: longer than %d bytes",
+                            job_tag_names[t], JOB_TAG_MAX);
+        }
+        if (s && s[0]) {
+            job->tags[t] = xstrdup(s);
+            job->tags[t][job_strip_controls(job->tags[t], strlen(s))] = '\0';
+        }
+    }
+    return 0;
+}
+
 void job_clear(struct job *job)
 {
+    for (int t = 0; t < JOB_TAGS; t++)
+        free(job->tags[t]);
     free(job->content);
     free(job->upload_url);
     free(job->callback_url);
@@ -300,7 +345,8 @@ int job_parse(const char *body, size_t len, const char *message_id,
     if (get_url(root, "upload_url", &job->upload_url, err) < 0 ||
         get_url(root, "callback_url", &job->callback_url, err) < 0 ||
         get_bool(root, "keep_file", defs->keep_uploaded, &job->keep_file, err) < 0 ||
-        get_bool(root, "include_text", 0, &job->include_text, err) < 0)
+        get_bool(root, "include_text", 0, &job->include_text, err) < 0 ||
+        get_tags(root, defs, job, err) < 0)
         goto out;
     rc = 0;
 out:

@@ -17,6 +17,11 @@ enum job_engine { ENGINE_ESPEAK, ENGINE_HTTP };
 
 #define JOB_URL_MAX 4096
 
+/* Tags written into the audio file (job field "metadata"), in this order. */
+enum job_tag { TAG_TITLE, TAG_ARTIST, TAG_ALBUM, TAG_COMMENT, TAG_DATE, JOB_TAGS };
+#define JOB_TAG_MAX 1024 /* bytes of one tag */
+extern const char *const job_tag_names[JOB_TAGS];
+
 struct job_defaults {
     const char *voice;
     const char *format;
@@ -26,6 +31,7 @@ struct job_defaults {
     const char *http_voice;  /* the voice of the http engine */
     int http_configured;     /* [speech] http_url is set */
     int keep_uploaded;
+    const char *tags[JOB_TAGS]; /* [output] metadata_*; NULL or "" for none */
 };
 
 struct job {
@@ -44,6 +50,7 @@ struct job {
     char *callback_url; /* POST the result here; owned, NULL for none */
     int keep_file;      /* with upload_url: keep the local file too */
     int include_text;   /* the result carries the text that was spoken */
+    char *tags[JOB_TAGS]; /* owned; NULL for none */
 };
 
 struct job_error {

@@ -1052,7 +1052,9 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
     const struct config *cfg = p->env.cfg;
     struct job_defaults defs = {cfg->voice,      cfg->format,        cfg->sample_rate,
                                 cfg->max_chars,  cfg->engine,        cfg->http_voice,
-                                cfg->http_url[0] != '\0', cfg->keep_uploaded};
+                                cfg->http_url[0] != '\0', cfg->keep_uploaded,
+                                {NULL, cfg->metadata_artist, cfg->metadata_album,
+                                 cfg->metadata_comment, NULL}};
     struct job_error err;
     if (job_parse(d->body, d->body_len, d->message_id, &defs, &t->job, &err) < 0) {
         count_done(p, t, 0);

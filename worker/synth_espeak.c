@@ -158,6 +158,12 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         strlcpy_c2a(w->code, permanent ? "bad_field" : "write_failed", sizeof(w->code));
         return;
     }
+    if (encoder_set_tags(c.enc, job->tags, w->message, sizeof(w->message)) < 0) {
+        encoder_abort(c.enc);
+        w->permanent = 1;
+        strlcpy_c2a(w->code, "bad_field", sizeof(w->code));
+        return;
+    }
     c.max_frames = (size_t)w->max_duration_s * (size_t)s->rate;
     if (c.want_marks)
         marks_append(&c, "[");

@@ -96,6 +96,12 @@ int tts_http_render(const struct wav_part *parts, int n, const struct job *job, 
                 sf_close(sf);
                 goto fail;
             }
+            if (encoder_set_tags(enc, job->tags, err, errlen) < 0) {
+                *permanent = 1;
+                strcpy(code, "bad_field");
+                sf_close(sf);
+                goto fail;
+            }
         } else if (info.samplerate != rate) {
             sf_close(sf);
             snprintf(err, errlen, "the TTS server answered at %d Hz, then at %d Hz", rate,

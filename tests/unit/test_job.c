@@ -177,6 +177,43 @@ static void test_http_fields(void **state)
     assert_string_equal(j.id, "w");
 }
 
+/* Tags: the job's, else the defaults; "" writes none; controls removed;
+ * unknown keys and wrong types refused. */
+static void test_metadata(void **state)
+{
+    (void)state;
+    struct job_defaults d = defs;
+    d.tags[TAG_ARTIST] = "House Voice";
+    d.tags[TAG_ALBUM] = "Daily";
+    struct job j;
+    struct job_error e;
+    assert_int_equal(job_parse("{\"text\":\"x\",\"metadata\":{\"title\":\"T\\u0001itle\","
+                               "\"album\":\"\",\"date\":\"2026-12-07\"}}",
+                               strlen("{\"text\":\"x\",\"metadata\":{\"title\":\"T\\u0001itle\","
+                                      "\"album\":\"\",\"date\":\"2026-12-07\"}}"),
+                               "m", &d, &j, &e),
+                     0);
+    assert_string_equal(j.tags[TAG_TITLE], "Title");
+    assert_string_equal(j.tags[TAG_ARTIST], "House Voice");
+    assert_null(j.tags[TAG_ALBUM]);
+    assert_null(j.tags[TAG_COMMENT]);
+    assert_string_equal(j.tags[TAG_DATE], "2026-12-07");
+    job_clear(&j);
+    assert_int_equal(job_parse("{\"text\":\"x\"}", 12, "m", &d, &j, &e), 0);
+    assert_string_equal(j.tags[TAG_ALBUM], "Daily");
+    job_clear(&j);
+    expect("{\"text\":\"x\",\"metadata\":[1]}", "m", "bad_field", "metadata: expected an object");
+    expect("{\"text\":\"x\",\"metadata\":{\"language\":\"en\"}}", "m", "bad_field",
+           "language is not written");
+    expect("{\"text\":\"x\",\"metadata\":{\"title\":7}}", "m", "bad_field",
+           "metadata.title: expected a string");
+    char big[1200 + 64];
+    int n = snprintf(big, sizeof(big), "{\"text\":\"x\",\"metadata\":{\"comment\":\"");
+    memset(big + n, 'c', 1025);
+    strcpy(big + n + 1025, "\"}}");
+    expect(big, "m", "bad_field", "metadata.comment: longer than 1024 bytes");
+}
+
 static void test_helpers(void **state)
 {
     (void)state;
@@ -204,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_id_survives_errors),
         cmocka_unit_test(test_http_fields),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_metadata),
     };
     return cmocka_run_group_tests_name("job", tests, NULL, NULL);
 }
