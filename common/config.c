@@ -133,6 +133,8 @@ static const struct config_key keys[] = {
      "flush each file and its directory entry to disk before its result is published"},
     {"output", "keep_uploaded", CT_BOOL, OFF(keep_uploaded), "yes", 0, 0, NULL, 0,
      "keep the local file of a job whose audio was uploaded (job field keep_file)"},
+    {"output", "progress", CT_BOOL, OFF(progress), "no", 0, 0, NULL, 0,
+     "progress messages to reply_to while a job is spoken (job field progress)"},
     {"output", "metadata_artist", CT_STRING, OFF(metadata_artist), "", 0, 0, NULL, 0,
      "artist tag of every file whose job names none; empty for none"},
     {"output", "metadata_album", CT_STRING, OFF(metadata_album), "", 0, 0, NULL, 0,

@@ -79,6 +79,7 @@ struct config {
     char *output_dir;
     int output_fsync;
     int keep_uploaded;
+    int progress;
     char *metadata_artist, *metadata_album, *metadata_comment; /* "" = none */
 
     char *path; /* the file this came from */

@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 /* Message types. */
-enum { MSG_READY = 1, MSG_WORK = 2, MSG_RESULT = 3 };
+enum { MSG_READY = 1, MSG_WORK = 2, MSG_RESULT = 3, MSG_PROGRESS = 4 };
 
 enum engine_state { EN_STARTING, EN_IDLE, EN_BUSY, EN_DEAD };
 
@@ -94,6 +94,7 @@ static void encode_work(struct wbuf *b, const struct synth_work *w)
         wbuf_str(b, w->tmp_tag);
         put_int(b, j->engine);
         put_int(b, j->include_text);
+        put_int(b, j->progress);
         for (int t = 0; t < JOB_TAGS; t++)
             wbuf_str(b, j->tags[t] ? j->tags[t] : "");
         put_int(b, w->max_chars);
@@ -145,6 +146,7 @@ static int decode_work(struct rbuf *r, struct synth_work *w, struct job *j)
     w->tmp_tag = rbuf_strdup(r, 1);
     j->engine = (enum job_engine)get_int(r);
     j->include_text = get_int(r);
+    j->progress = get_int(r);
     for (int t = 0; t < JOB_TAGS; t++)
         j->tags[t] = rbuf_strdup(r, 1);
     w->job = j;
@@ -355,14 +357,33 @@ static const struct engine_api *engine_api_load(char *err, size_t errlen)
     return api;
 }
 
+/* In the child, from the synthesis: a MSG_PROGRESS straight to the worker. */
+static void child_progress(void *ctx, int64_t done, int64_t total, int64_t audio_ms)
+{
+    int fd = *(int *)ctx;
+    struct wbuf b = {0};
+    frame_begin(&b, MSG_PROGRESS);
+    wbuf_i64(&b, done);
+    wbuf_i64(&b, total);
+    wbuf_i64(&b, audio_ms);
+    frame_end(&b);
+    if (write_all(fd, b.data, b.len) < 0)
+        _exit(2);
+    free(b.data);
+}
+
 static void child_run(struct engine *e, const struct engine_api *api, struct synth *s,
-                      struct rbuf *r, struct wbuf *out)
+                      struct rbuf *r, struct wbuf *out, int fd)
 {
     struct synth_work w = {0};
     struct job job = {0};
     if (decode_work(r, &w, &job) < 0) {
         log_error("engine: a malformed job message from the worker");
         _exit(2);
+    }
+    if (job.progress) {
+        w.progress = child_progress;
+        w.progress_ctx = &fd;
     }
     w.output_dir = e->env.cfg->output_dir;
     w.max_duration_s = e->env.cfg->max_duration;
@@ -446,7 +467,7 @@ static void child_main(struct engine *e, int fd)
         if (read_all(fd, payload, len) <= 0 && len)
             _exit(2);
         struct rbuf r = {payload, len, 0};
-        child_run(e, api, s, &r, &out);
+        child_run(e, api, s, &r, &out, fd);
         if (write_all(fd, out.data, out.len) < 0)
             _exit(2);
     }
@@ -663,6 +684,16 @@ static int handle(struct engine *e, uint32_t type, struct rbuf *r)
         e->state = EN_IDLE;
         e->boot_failures = 0;
         e->cb.ready(e->cb.arg);
+        return 0;
+    }
+    if (type == MSG_PROGRESS && e->state == EN_BUSY) {
+        int64_t done = rbuf_i64(r), total = rbuf_i64(r), ms = rbuf_i64(r);
+        if (r->bad || done < 0 || total < done || ms < 0) {
+            broken(e, "a malformed progress message");
+            return -1;
+        }
+        if (e->cb.progress)
+            e->cb.progress(e->cb.arg, e->work, done, total, ms);
         return 0;
     }
     if (type == MSG_RESULT && e->state == EN_BUSY) {

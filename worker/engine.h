@@ -44,6 +44,9 @@ struct engine_callbacks {
     void (*done)(void *arg, struct synth_work *w);
     /* A new child is ready for a job (after one died). */
     void (*ready)(void *arg);
+    /* The job in hand (one that asked for progress) has come this far. */
+    void (*progress)(void *arg, struct synth_work *w, int64_t done_chars, int64_t total_chars,
+                     int64_t audio_ms);
     void *arg;
 };
 

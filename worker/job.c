@@ -346,6 +346,7 @@ int job_parse(const char *body, size_t len, const char *message_id,
         get_url(root, "callback_url", &job->callback_url, err) < 0 ||
         get_bool(root, "keep_file", defs->keep_uploaded, &job->keep_file, err) < 0 ||
         get_bool(root, "include_text", 0, &job->include_text, err) < 0 ||
+        get_bool(root, "progress", defs->progress, &job->progress, err) < 0 ||
         get_tags(root, defs, job, err) < 0)
         goto out;
     rc = 0;

@@ -31,6 +31,7 @@ struct job_defaults {
     const char *http_voice;  /* the voice of the http engine */
     int http_configured;     /* [speech] http_url is set */
     int keep_uploaded;
+    int progress;
     const char *tags[JOB_TAGS]; /* [output] metadata_*; NULL or "" for none */
 };
 
@@ -50,6 +51,7 @@ struct job {
     char *callback_url; /* POST the result here; owned, NULL for none */
     int keep_file;      /* with upload_url: keep the local file too */
     int include_text;   /* the result carries the text that was spoken */
+    int progress;       /* progress messages to reply_to while it is spoken */
     char *tags[JOB_TAGS]; /* owned; NULL for none */
 };
 

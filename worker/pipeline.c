@@ -870,6 +870,34 @@ static void on_engine_ready(void *arg)
     kick(arg);
 }
 
+/* A long job's progress (job field progress), to its reply_to with its
+ * correlation_id. Not confirmed, and nothing waits on it: the result that
+ * follows is what counts. */
+static void on_engine_progress(void *arg, struct synth_work *w, int64_t done, int64_t total,
+                               int64_t audio_ms)
+{
+    struct pipeline *p = arg;
+    struct task *t = p->current;
+    if (!t || &t->work != w || !t->d->reply_to[0])
+        return;
+    json_t *doc = json_pack("{s:o,s:s,s:I,s:I,s:I,s:i}", "id",
+                            t->job.id[0] ? json_string(t->job.id) : json_null(), "status",
+                            "progress", "done_chars", (json_int_t)done, "total_chars",
+                            (json_int_t)total, "audio_ms", (json_int_t)audio_ms, "attempts",
+                            t->attempts);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return;
+    struct amqp_publish m = {.exchange = "", .routing_key = t->d->reply_to,
+                             .correlation_id = t->d->correlation_id, .message_id = t->job.id,
+                             .body = text, .len = strlen(text)};
+    uint64_t seq;
+    if (amqp_link_publish(p->link, &m, &seq) < 0)
+        log_debug("job %s: progress not sent: not connected", t->job.id);
+    free(text);
+}
+
 /* The next task for the engine: one whose audio is half made first
  * (PH_RENDER), else the oldest waiting. Stopping, only tasks already started go
  * on; maybe_stopped() hands the others back. */
@@ -1053,6 +1081,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
     struct job_defaults defs = {cfg->voice,      cfg->format,        cfg->sample_rate,
                                 cfg->max_chars,  cfg->engine,        cfg->http_voice,
                                 cfg->http_url[0] != '\0', cfg->keep_uploaded,
+                                cfg->progress,
                                 {NULL, cfg->metadata_artist, cfg->metadata_album,
                                  cfg->metadata_comment, NULL}};
     struct job_error err;
@@ -1186,7 +1215,7 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
          * need what the sandbox refuses (the network). */
         struct engine_env ee = {env->base, env->cfg, env->slot, !env->app, !env->app,
                                 env->app, env->app_state};
-        struct engine_callbacks cb = {on_engine_done, on_engine_ready, p};
+        struct engine_callbacks cb = {on_engine_done, on_engine_ready, on_engine_progress, p};
         p->engine = engine_start(&ee, &cb, err, errlen);
         if (!p->engine) {
             free(p);

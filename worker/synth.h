@@ -53,6 +53,10 @@ struct synth_work {
      * closed in it, and the worker commits it (commit.h) */
     const char *tmp_tag;
     int max_duration_s;
+    /* in the engine child: called at most once a second while a job that asked
+     * for progress is spoken, and once at its end (done == total) */
+    void (*progress)(void *ctx, int64_t done_chars, int64_t total_chars, int64_t audio_ms);
+    void *progress_ctx;
     /* out */
     int ok;
     int engine_died;      /* the engine child died on this job (crash, or killed at job_timeout) */

@@ -34,7 +34,21 @@ struct capture {
     int want_marks;
     char *marks;
     size_t marks_len, marks_cap;
+    struct synth_work *w;      /* for its progress hook */
+    int64_t total_chars, done_chars, audio_ms, progress_at_ms;
 };
+
+/* At most once a second: how far the speech has come. */
+static void progress(struct capture *c, int final)
+{
+    struct synth_work *w = c->w;
+    int64_t now = now_mono_ms();
+    if (!w->progress || (!final && now - c->progress_at_ms < 1000))
+        return;
+    c->progress_at_ms = now;
+    w->progress(w->progress_ctx, final ? c->total_chars : c->done_chars, c->total_chars,
+                c->audio_ms);
+}
 
 static void marks_append(struct capture *c, const char *s)
 {
@@ -53,6 +67,11 @@ static int on_audio(short *wav, int n, espeak_EVENT *events)
     if (!c)
         return 0;
     for (espeak_EVENT *e = events; e->type != espeakEVENT_LIST_TERMINATED; e++) {
+        if (e->type == espeakEVENT_WORD && e->text_position - 1 > c->done_chars &&
+            e->text_position - 1 <= c->total_chars)
+            c->done_chars = e->text_position - 1;
+        if (e->audio_position > c->audio_ms)
+            c->audio_ms = e->audio_position;
         if (!c->want_marks || (e->type != espeakEVENT_WORD && e->type != espeakEVENT_SENTENCE))
             continue;
         char item[128];
@@ -72,6 +91,7 @@ static int on_audio(short *wav, int n, espeak_EVENT *events)
         return 1;
     }
     c->frames += (size_t)n;
+    progress(c, 0);
     return 0;
 }
 
@@ -175,6 +195,9 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         free(w->spoken_text);
         w->spoken_text = xstrdup(norm);
     }
+    c.w = w;
+    c.total_chars = (int64_t)job_utf8_chars(norm, nlen);
+    c.progress_at_ms = now_mono_ms(); /* the first a second in */
     unsigned flags = espeakCHARS_UTF8 | espeakENDPAUSE | (ssml ? espeakSSML : 0);
     espeak_ng_STATUS st =
         espeak_ng_Synthesize(norm, nlen + 1, 0, POS_CHARACTER, 0, flags, NULL, &c);
@@ -197,6 +220,8 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
             fail_work(w, 0, "write_failed", "%s", err);
         } else {
             w->ok = 1;
+            c.audio_ms = w->enc.duration_ms;
+            progress(&c, 1);
         }
         c.enc = NULL;
         w->encode_ms = now_mono_ms() - t1;
