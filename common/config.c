@@ -21,6 +21,7 @@ static const char *const engines[] = {"espeak", "http", NULL};
 static const char *const formats[] = {"wav", "flac", "ogg", "opus", "mp3", NULL};
 static const char *const queue_types[] = {"classic", "quorum", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
+static const char *const captions_kinds[] = {"none", "vtt", "srt", "both", NULL};
 
 /* Every key of the file. Order is the order of the example file and the man page. */
 static const struct config_key keys[] = {
@@ -133,6 +134,8 @@ static const struct config_key keys[] = {
      "flush each file and its directory entry to disk before its result is published"},
     {"output", "keep_uploaded", CT_BOOL, OFF(keep_uploaded), "yes", 0, 0, NULL, 0,
      "keep the local file of a job whose audio was uploaded (job field keep_file)"},
+    {"output", "captions", CT_ENUM, OFF(captions), "none", 0, 0, captions_kinds, 0,
+     "captions files beside the audio: none, vtt, srt or both (job field captions)"},
     {"output", "progress", CT_BOOL, OFF(progress), "no", 0, 0, NULL, 0,
      "progress messages to reply_to while a job is spoken (job field progress)"},
     {"output", "metadata_artist", CT_STRING, OFF(metadata_artist), "", 0, 0, NULL, 0,

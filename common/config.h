@@ -80,6 +80,7 @@ struct config {
     int output_fsync;
     int keep_uploaded;
     int progress;
+    char *captions; /* none, vtt, srt or both */
     char *metadata_artist, *metadata_album, *metadata_comment; /* "" = none */
 
     char *path; /* the file this came from */

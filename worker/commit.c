@@ -54,11 +54,29 @@ static void commit_batch(struct committer *c, struct commit_req *batch)
 {
     for (struct commit_req *r = batch; r; r = r->next) {
         if (!r->path[0]) {
+            for (int i = 0; i < r->n_side; i++)
+                unlink(r->side_tmp[i]);
             unlink(r->tmp);
             r->ok = 1;
             continue;
         }
-        r->ok = outfile_commit(r->tmp, r->path, c->flush, &r->enc, r->err, sizeof(r->err)) == 0;
+        /* The files that go with the audio first: when the audio is there, so
+         * are they. outfile_commit() removes a file it fails on. */
+        r->ok = 1;
+        for (int i = 0; i < r->n_side; i++) {
+            if (!r->ok) {
+                unlink(r->side_tmp[i]);
+                continue;
+            }
+            struct encoded scratch;
+            r->ok = outfile_commit(r->side_tmp[i], r->side_path[i], c->flush, &scratch, r->err,
+                                   sizeof(r->err)) == 0;
+        }
+        if (!r->ok)
+            unlink(r->tmp);
+        else
+            r->ok = outfile_commit(r->tmp, r->path, c->flush, &r->enc, r->err, sizeof(r->err)) ==
+                    0;
     }
     if (!c->flush)
         return;

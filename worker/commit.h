@@ -27,6 +27,10 @@ struct commit_req {
     struct commit_req *next; /* the committer's */
     char tmp[4096];          /* in: the closed temporary file */
     char path[4096];         /* in: its name; empty to remove tmp only (a job given up) */
+    /* in: files that go with it (captions), committed before it; with an empty
+     * path, removed with it */
+    int n_side;
+    char side_tmp[2][4096], side_path[2][4096];
     int ok;                  /* out */
     char err[256];           /* out, when not ok */
     struct encoded enc;      /* out: bytes and sha256 */

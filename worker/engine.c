@@ -1,4 +1,5 @@
 #include "engine.h"
+#include "captions.h"
 #include "engine_api.h"
 #include "../common/backoff.h"
 #include "../common/log.h"
@@ -95,6 +96,7 @@ static void encode_work(struct wbuf *b, const struct synth_work *w)
         put_int(b, j->engine);
         put_int(b, j->include_text);
         put_int(b, j->progress);
+        put_int(b, j->captions);
         for (int t = 0; t < JOB_TAGS; t++)
             wbuf_str(b, j->tags[t] ? j->tags[t] : "");
         put_int(b, w->max_chars);
@@ -147,6 +149,7 @@ static int decode_work(struct rbuf *r, struct synth_work *w, struct job *j)
     j->engine = (enum job_engine)get_int(r);
     j->include_text = get_int(r);
     j->progress = get_int(r);
+    j->captions = get_int(r) & (CAPTIONS_VTT | CAPTIONS_SRT);
     for (int t = 0; t < JOB_TAGS; t++)
         j->tags[t] = rbuf_strdup(r, 1);
     w->job = j;
@@ -188,6 +191,7 @@ static void encode_result(struct wbuf *b, const struct synth_work *w)
     wbuf_i64(b, (int64_t)e->bytes);
     wbuf_str(b, e->sha256);
     wbuf_str(b, w->marks_json);
+    put_int(b, w->captions_written);
     put_int(b, w->spoken_text != NULL);
     wbuf_str(b, w->spoken_text);
     put_int(b, w->n_pieces);
@@ -223,6 +227,7 @@ static int decode_result(struct rbuf *r, struct synth_work *w)
         free(w->marks_json);
         w->marks_json = marks;
     }
+    w->captions_written = get_int(r) & (CAPTIONS_VTT | CAPTIONS_SRT);
     int has_spoken = get_int(r);
     char *spoken = rbuf_strdup(r, 0);
     if (has_spoken) {

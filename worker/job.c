@@ -101,6 +101,38 @@ static int get_str(json_t *root, const char *key, const char **out, struct job_e
     return 0;
 }
 
+/* "captions": "vtt", "srt", "both", "none" or an array of "vtt" and "srt". */
+static int get_captions(json_t *root, int def, int *out, struct job_error *err)
+{
+    json_t *v = json_object_get(root, "captions");
+    *out = def;
+    if (!v || json_is_null(v))
+        return 0;
+    static const struct {
+        const char *name;
+        int bits;
+    } kinds[] = {{"none", 0}, {"vtt", 1}, {"srt", 2}, {"both", 3}};
+    json_t *one = v;
+    size_t i = 0;
+    *out = 0;
+    if (json_is_array(v) && json_array_size(v) == 0)
+        return 0;
+    for (;;) {
+        if (json_is_array(v))
+            one = json_array_get(v, i);
+        int bits = -1;
+        for (size_t k = 0; json_is_string(one) && k < ARRAY_LEN(kinds); k++)
+            if (strcmp(json_string_value(one), kinds[k].name) == 0)
+                bits = kinds[k].bits;
+        if (bits < 0)
+            return fail(err, "bad_field", "captions: expected \"vtt\", \"srt\", \"both\", "
+                                          "\"none\" or an array of \"vtt\" and \"srt\"");
+        *out |= bits;
+        if (!json_is_array(v) || ++i == json_array_size(v))
+            return 0;
+    }
+}
+
 const char *const job_tag_names[JOB_TAGS] = {"title", "artist", "album", "comment", "date"};
 
 /* "metadata": {"title", "artist", "album", "comment", "date"}, each a string
@@ -347,8 +379,17 @@ int job_parse(const char *body, size_t len, const char *message_id,
         get_bool(root, "keep_file", defs->keep_uploaded, &job->keep_file, err) < 0 ||
         get_bool(root, "include_text", 0, &job->include_text, err) < 0 ||
         get_bool(root, "progress", defs->progress, &job->progress, err) < 0 ||
+        get_captions(root, defs->captions, &job->captions, err) < 0 ||
         get_tags(root, defs, job, err) < 0)
         goto out;
+    if (job->captions && job->source == JOB_SSML) {
+        fail(err, "bad_field", "captions: not for ssml jobs (text and url jobs only)");
+        goto out;
+    }
+    if (job->captions && job->engine == ENGINE_HTTP) {
+        fail(err, "bad_field", "captions: only the espeak engine gives timings for them yet");
+        goto out;
+    }
     rc = 0;
 out:
     json_decref(root);

@@ -32,6 +32,7 @@ struct job_defaults {
     int http_configured;     /* [speech] http_url is set */
     int keep_uploaded;
     int progress;
+    int captions;
     const char *tags[JOB_TAGS]; /* [output] metadata_*; NULL or "" for none */
 };
 
@@ -52,6 +53,7 @@ struct job {
     int keep_file;      /* with upload_url: keep the local file too */
     int include_text;   /* the result carries the text that was spoken */
     int progress;       /* progress messages to reply_to while it is spoken */
+    int captions;       /* CAPTIONS_VTT | CAPTIONS_SRT (captions.h) files beside the audio */
     char *tags[JOB_TAGS]; /* owned; NULL for none */
 };
 

@@ -1,6 +1,7 @@
 #include "pipeline.h"
 #include "amqp.h"
 #include "amqp_open.h"
+#include "captions.h"
 #include "commit.h"
 #include "content.h"
 #include "encode.h"
@@ -724,7 +725,9 @@ static void app_done(struct pipeline *p, struct task *t)
  * for transient failures. */
 #define CRASH_LIMIT 2
 
-/* The path of the task's temporary file and of its audio. */
+/* The path of the task's temporary file and of its audio, and of the captions
+ * the engine may have left beside it (which the job asked for: a job given up
+ * removes whichever exist). */
 static void task_paths(struct pipeline *p, const struct task *t, struct commit_req *r)
 {
     char name[JOB_NAME_MAX + 16];
@@ -732,6 +735,16 @@ static void task_paths(struct pipeline *p, const struct task *t, struct commit_r
     const char *dir = p->env.cfg->output_dir;
     outfile_tmp_path(r->tmp, sizeof(r->tmp), dir, t->tmp_tag, name);
     snprintf(r->path, sizeof(r->path), "%s/%s", dir, name);
+    r->n_side = 0;
+    for (int kind = CAPTIONS_VTT; kind <= CAPTIONS_SRT; kind <<= 1) {
+        if (!(t->job.captions & kind))
+            continue;
+        char cname[JOB_NAME_MAX + 16];
+        captions_name(name, kind, cname, sizeof(cname));
+        outfile_tmp_path(r->side_tmp[r->n_side], sizeof(r->side_tmp[0]), dir, t->tmp_tag, cname);
+        snprintf(r->side_path[r->n_side], sizeof(r->side_path[0]), "%s/%s", dir, cname);
+        r->n_side++;
+    }
 }
 
 /* The engine's temporary file of this attempt, if it left one, goes (through
@@ -779,6 +792,14 @@ static void on_committed(void *arg, struct commit_req *r)
         e->bytes = r->enc.bytes;
         memcpy(e->sha256, r->enc.sha256, sizeof(e->sha256));
         t->result = audio_result(t);
+        if (r->n_side) {
+            json_t *caps = json_object();
+            for (int i = 0; i < r->n_side; i++) {
+                size_t n = strlen(r->side_path[i]);
+                json_object_set_new(caps, r->side_path[i] + n - 3, json_string(r->side_path[i]));
+            }
+            json_object_set_new(t->result, "captions", caps);
+        }
         after_audio(p, t);
     }
     free(r);
@@ -1082,6 +1103,10 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
                                 cfg->max_chars,  cfg->engine,        cfg->http_voice,
                                 cfg->http_url[0] != '\0', cfg->keep_uploaded,
                                 cfg->progress,
+                                (strcmp(cfg->captions, "vtt") == 0    ? CAPTIONS_VTT
+                                 : strcmp(cfg->captions, "srt") == 0  ? CAPTIONS_SRT
+                                 : strcmp(cfg->captions, "both") == 0 ? CAPTIONS_VTT | CAPTIONS_SRT
+                                                                      : 0),
                                 {NULL, cfg->metadata_artist, cfg->metadata_album,
                                  cfg->metadata_comment, NULL}};
     struct job_error err;

@@ -66,6 +66,7 @@ struct synth_work {
     char message[256];
     struct encoded enc;
     char *marks_json;     /* "[{...}]" when the job asked for marks; malloc'd */
+    int captions_written; /* CAPTIONS_* files left beside the audio's temporary file */
     char *spoken_text;    /* the text spoken, when the job asked (include_text); malloc'd */
     char **pieces;        /* SW_PREPARE: malloc'd, content_free_pieces() */
     int n_pieces;

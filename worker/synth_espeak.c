@@ -1,4 +1,5 @@
 #include "synth.h"
+#include "captions.h"
 #include "engine_api.h"
 #include "http_api.h"
 #include "normalize.h"
@@ -8,6 +9,7 @@
 #include "../common/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <espeak-ng/espeak_ng.h>
 #include <espeak-ng/speak_lib.h>
@@ -35,6 +37,9 @@ struct capture {
     char *marks;
     size_t marks_len, marks_cap;
     struct synth_work *w;      /* for its progress hook */
+    int want_captions;
+    struct cap_event *ev;      /* for captions: words and sentences */
+    size_t nev, ev_cap;
     int64_t total_chars, done_chars, audio_ms, progress_at_ms;
 };
 
@@ -72,6 +77,14 @@ static int on_audio(short *wav, int n, espeak_EVENT *events)
             c->done_chars = e->text_position - 1;
         if (e->audio_position > c->audio_ms)
             c->audio_ms = e->audio_position;
+        if (c->want_captions && (e->type == espeakEVENT_WORD || e->type == espeakEVENT_SENTENCE)) {
+            if (c->nev == c->ev_cap) {
+                c->ev_cap = c->ev_cap ? c->ev_cap * 2 : 256;
+                c->ev = xrealloc(c->ev, c->ev_cap * sizeof(*c->ev));
+            }
+            c->ev[c->nev++] = (struct cap_event){e->type == espeakEVENT_SENTENCE,
+                                                 e->text_position - 1, e->audio_position};
+        }
         if (!c->want_marks || (e->type != espeakEVENT_WORD && e->type != espeakEVENT_SENTENCE))
             continue;
         char item[128];
@@ -92,6 +105,51 @@ static int on_audio(short *wav, int n, espeak_EVENT *events)
     }
     c->frames += (size_t)n;
     progress(c, 0);
+    return 0;
+}
+
+/* The job's captions (captions.h), each in its temporary name beside the
+ * audio's, which the worker's commit stage renames with it. On failure none is
+ * left. */
+static int write_captions(struct synth_work *w, const char *audio_name, const char *text,
+                          size_t len, const struct capture *c, char *err, size_t errlen)
+{
+    for (int kind = CAPTIONS_VTT; kind <= CAPTIONS_SRT; kind <<= 1) {
+        if (!(w->job->captions & kind))
+            continue;
+        char name[JOB_NAME_MAX + 16], tmp[4096];
+        captions_name(audio_name, kind, name, sizeof(name));
+        outfile_tmp_path(tmp, sizeof(tmp), w->output_dir, w->tmp_tag, name);
+        char *doc = captions_build(text, len, c->ev, c->nev, w->enc.duration_ms, kind);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        size_t n = strlen(doc), done = 0;
+        while (fd >= 0 && done < n) {
+            ssize_t k = write(fd, doc + done, n - done);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                break;
+            done += (size_t)k;
+        }
+        int e = errno;
+        if (fd >= 0 && close(fd) < 0 && done == n)
+            e = errno, done = 0;
+        free(doc);
+        if (fd < 0 || done < n) {
+            snprintf(err, errlen, "%.160s: %s", tmp, strerror(e));
+            unlink(tmp);
+            for (int k = CAPTIONS_VTT; k < kind; k <<= 1) {
+                if (!(w->captions_written & k))
+                    continue;
+                captions_name(audio_name, k, name, sizeof(name));
+                outfile_tmp_path(tmp, sizeof(tmp), w->output_dir, w->tmp_tag, name);
+                unlink(tmp);
+            }
+            w->captions_written = 0;
+            return -1;
+        }
+        w->captions_written |= kind;
+    }
     return 0;
 }
 
@@ -169,7 +227,7 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     char name[JOB_NAME_MAX + 16];
     outfile_job_name(job, name, sizeof(name));
     int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
-    struct capture c = {.want_marks = job->marks};
+    struct capture c = {.want_marks = job->marks, .want_captions = job->captions};
     int permanent;
     c.enc = encoder_open(job->format, s->rate, out_rate, w->output_dir, name, w->tmp_tag,
                          &permanent, w->message, sizeof(w->message));
@@ -201,7 +259,6 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     unsigned flags = espeakCHARS_UTF8 | espeakENDPAUSE | (ssml ? espeakSSML : 0);
     espeak_ng_STATUS st =
         espeak_ng_Synthesize(norm, nlen + 1, 0, POS_CHARACTER, 0, flags, NULL, &c);
-    free(norm);
     w->synth_ms = now_mono_ms() - t0;
     if (c.too_long) {
         fail_work(w, 1, "too_large", "audio longer than %d s", w->max_duration_s);
@@ -218,6 +275,11 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         char err[256];
         if (encoder_close(c.enc, &w->enc, err, sizeof(err)) < 0) {
             fail_work(w, 0, "write_failed", "%s", err);
+        } else if (write_captions(w, name, norm, nlen, &c, err, sizeof(err)) < 0) {
+            char tmp[4096];
+            outfile_tmp_path(tmp, sizeof(tmp), w->output_dir, w->tmp_tag, name);
+            unlink(tmp);
+            fail_work(w, 0, "write_failed", "%s", err);
         } else {
             w->ok = 1;
             c.audio_ms = w->enc.duration_ms;
@@ -226,6 +288,8 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         c.enc = NULL;
         w->encode_ms = now_mono_ms() - t1;
     }
+    free(norm);
+    free(c.ev);
     encoder_abort(c.enc); /* no-op once closed */
     if (w->ok && c.want_marks) {
         marks_append(&c, "]");

@@ -1,0 +1,159 @@
+#include "captions.h"
+#include "../common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct out {
+    char *s;
+    size_t len, cap;
+};
+
+static void put(struct out *o, const char *s, size_t n)
+{
+    if (o->len + n + 1 > o->cap) {
+        o->cap = (o->len + n + 1) * 2;
+        o->s = xrealloc(o->s, o->cap);
+    }
+    memcpy(o->s + o->len, s, n);
+    o->len += n;
+    o->s[o->len] = '\0';
+}
+
+static void put_time(struct out *o, int64_t ms, char frac_sep)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%02lld:%02lld:%02lld%c%03lld", (long long)(ms / 3600000),
+                     (long long)(ms / 60000 % 60), (long long)(ms / 1000 % 60), frac_sep,
+                     (long long)(ms % 1000));
+    put(o, buf, (size_t)n);
+}
+
+static int is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Cue text: bytes [from, to) of text, whitespace collapsed and trimmed; for
+ * WebVTT escaped, with <time> tags where words start (words: char positions
+ * and times, those inside the cue). Returns 0 when the cue has no text. */
+static int cue_text(struct out *o, const char *text, size_t from, size_t to, int64_t char0,
+                    const struct cap_event *words, size_t nwords, int64_t start_ms, int64_t end_ms,
+                    int vtt)
+{
+    size_t mark = o->len;
+    int pending_space = 0, any = 0;
+    int64_t ch = char0, last_ms = start_ms;
+    size_t w = 0;
+    for (size_t i = from; i < to; i++) {
+        unsigned char c = (unsigned char)text[i];
+        int lead = (c & 0xC0) != 0x80;
+        if (lead) {
+            while (w < nwords && words[w].pos < ch)
+                w++;
+        }
+        if (is_space(c)) {
+            pending_space = any;
+            ch += lead;
+            continue;
+        }
+        if (pending_space)
+            put(o, " ", 1);
+        pending_space = 0;
+        if (vtt && lead && any && w < nwords && words[w].pos == ch && words[w].ms > last_ms &&
+            words[w].ms < end_ms) {
+            put(o, "<", 1);
+            put_time(o, words[w].ms, '.');
+            put(o, ">", 1);
+            last_ms = words[w].ms;
+        }
+        if (vtt && c == '&')
+            put(o, "&amp;", 5);
+        else if (vtt && c == '<')
+            put(o, "&lt;", 4);
+        else if (vtt && c == '>')
+            put(o, "&gt;", 4);
+        else
+            put(o, (const char *)&text[i], 1);
+        any = 1;
+        ch += lead;
+    }
+    if (!any)
+        o->len = mark;
+    if (o->s)
+        o->s[o->len] = '\0';
+    return any;
+}
+
+char *captions_build(const char *text, size_t len, const struct cap_event *ev, size_t n,
+                     int64_t duration_ms, int kind)
+{
+    int vtt = kind == CAPTIONS_VTT;
+    /* Byte offset of each character, and the character count. */
+    size_t nchars = 0;
+    for (size_t i = 0; i < len; i++)
+        nchars += ((unsigned char)text[i] & 0xC0) != 0x80;
+    size_t *off = xmalloc((nchars + 1) * sizeof(*off));
+    for (size_t i = 0, c = 0; i < len; i++)
+        if (((unsigned char)text[i] & 0xC0) != 0x80)
+            off[c++] = i;
+    off[nchars] = len;
+
+    /* Sentence starts, increasing in position and time, the first at 0; words
+     * in order. */
+    struct cap_event *sent = xmalloc((n + 1) * sizeof(*sent));
+    struct cap_event *words = xmalloc((n + 1) * sizeof(*words));
+    size_t ns = 0, nw = 0;
+    sent[ns++] = (struct cap_event){1, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        int64_t pos = ev[i].pos, ms = ev[i].ms;
+        if (pos < 0 || pos >= (int64_t)nchars || ms < 0 || ms > duration_ms)
+            continue;
+        if (ev[i].sentence) {
+            if (pos > sent[ns - 1].pos && ms >= sent[ns - 1].ms)
+                sent[ns++] = ev[i];
+        } else if (!nw || (pos > words[nw - 1].pos && ms >= words[nw - 1].ms)) {
+            words[nw++] = ev[i];
+        }
+    }
+
+    struct out o = {0};
+    if (vtt)
+        put(&o, "WEBVTT\n\n", 8);
+    int cue = 0;
+    size_t k = 0;
+    while (k < ns) {
+        /* A cue runs to the next sentence that starts later in time; one that
+         * would last no time joins the next. */
+        size_t next = k + 1;
+        while (next < ns && sent[next].ms <= sent[k].ms)
+            next++;
+        int64_t from = sent[k].pos, to = next < ns ? sent[next].pos : (int64_t)nchars;
+        int64_t start = sent[k].ms, end = next < ns ? sent[next].ms : duration_ms;
+        if (end <= start)
+            end = start + 1;
+        struct out t = {0};
+        if (cue_text(&t, text, off[from], off[to], from, words, nw, start, end, vtt)) {
+            char num[32];
+            if (!vtt) {
+                int m = snprintf(num, sizeof(num), "%d\n", ++cue);
+                put(&o, num, (size_t)m);
+            }
+            put_time(&o, start, vtt ? '.' : ',');
+            put(&o, " --> ", 5);
+            put_time(&o, end, vtt ? '.' : ',');
+            put(&o, "\n", 1);
+            put(&o, t.s, t.len);
+            put(&o, "\n\n", 2);
+        }
+        free(t.s);
+        k = next;
+    }
+    free(off);
+    free(sent);
+    free(words);
+    if (!o.s)
+        put(&o, "", 0);
+    return o.s;
+}
