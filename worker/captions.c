@@ -1,9 +1,13 @@
 #include "captions.h"
+#include "outfile.h"
 #include "../common/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct out {
     char *s;
@@ -156,4 +160,56 @@ char *captions_build(const char *text, size_t len, const struct cap_event *ev, s
     if (!o.s)
         put(&o, "", 0);
     return o.s;
+}
+
+static void remove_written(const char *dir, const char *tag, const char *audio_name, int kinds)
+{
+    for (int k = CAPTIONS_VTT; k <= CAPTIONS_SRT; k <<= 1) {
+        if (!(kinds & k))
+            continue;
+        char name[512], tmp[4096];
+        captions_name(audio_name, k, name, sizeof(name));
+        outfile_tmp_path(tmp, sizeof(tmp), dir, tag, name);
+        unlink(tmp);
+    }
+}
+
+int captions_write(const char *dir, const char *tag, const char *audio_name, int kinds,
+                   const char *text, size_t len, const struct cap_event *ev, size_t n,
+                   int64_t duration_ms, int *written, char *err, size_t errlen)
+{
+    *written = 0;
+    for (int kind = CAPTIONS_VTT; kind <= CAPTIONS_SRT; kind <<= 1) {
+        if (!(kinds & kind))
+            continue;
+        char name[512], tmp[4096];
+        captions_name(audio_name, kind, name, sizeof(name));
+        outfile_tmp_path(tmp, sizeof(tmp), dir, tag, name);
+        char *doc = captions_build(text, len, ev, n, duration_ms, kind);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        size_t total = strlen(doc), done = 0;
+        while (fd >= 0 && done < total) {
+            ssize_t k = write(fd, doc + done, total - done);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0)
+                break;
+            done += (size_t)k;
+        }
+        int e = errno;
+        if (fd >= 0 && close(fd) < 0 && done == total) {
+            e = errno;
+            done = 0;
+        }
+        free(doc);
+        if (fd < 0 || done < total) {
+            snprintf(err, errlen, "%.160s: %s", tmp, strerror(e));
+            unlink(tmp);
+            remove_written(dir, tag, audio_name, *written);
+            *written = 0;
+            return -1;
+        }
+        *written |= kind;
+    }
+    return 0;
 }

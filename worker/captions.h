@@ -29,6 +29,14 @@ struct cap_event {
 char *captions_build(const char *text, size_t len, const struct cap_event *ev, size_t n,
                      int64_t duration_ms, int kind);
 
+/* Write the captions of kinds (CAPTIONS_*) for the audio audio_name, each to
+ * its temporary name in dir for tag (outfile.h), which the commit stage
+ * renames with the audio; *written gets the kinds written. -1 with err, and
+ * none of them left, when one cannot be written. */
+int captions_write(const char *dir, const char *tag, const char *audio_name, int kinds,
+                   const char *text, size_t len, const struct cap_event *ev, size_t n,
+                   int64_t duration_ms, int *written, char *err, size_t errlen);
+
 /* The captions' file name for an audio file name: its extension replaced (the
  * worker's side needs it as well as the engine's: inline here). */
 static inline void captions_name(const char *audio_name, int kind, char *out, size_t len)

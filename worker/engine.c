@@ -107,6 +107,9 @@ static void encode_work(struct wbuf *b, const struct synth_work *w)
         put_int(b, w->n_wavs);
         for (int i = 0; i < w->n_wavs; i++)
             wbuf_bytes(b, w->wavs[i].data, w->wavs[i].len);
+        put_int(b, w->n_texts);
+        for (int i = 0; i < w->n_texts; i++)
+            wbuf_str(b, w->texts[i]);
     }
     frame_end(b);
 }
@@ -171,6 +174,14 @@ static int decode_work(struct rbuf *r, struct synth_work *w, struct job *j)
     }
     w->wavs = wavs;
     w->n_wavs = n_wavs;
+    int n_texts = get_int(r);
+    if (n_texts < 0 || (size_t)n_texts > r->left / 4)
+        return -1;
+    char **texts = xcalloc((size_t)n_texts + 1, sizeof(*texts));
+    for (int i = 0; i < n_texts; i++)
+        texts[i] = rbuf_strdup(r, 0);
+    w->texts = texts;
+    w->n_texts = n_texts;
     return r->bad ? -1 : 0;
 }
 
@@ -417,6 +428,9 @@ static void child_run(struct engine *e, const struct engine_api *api, struct syn
     free((char *)w.raw_type);
     free((char *)w.tmp_tag);
     free((struct wav_part *)w.wavs);
+    for (int i = 0; i < w.n_texts; i++)
+        free(w.texts[i]);
+    free((char **)w.texts);
     job_clear(&job);
 }
 

@@ -386,10 +386,6 @@ int job_parse(const char *body, size_t len, const char *message_id,
         fail(err, "bad_field", "captions: not for ssml jobs (text and url jobs only)");
         goto out;
     }
-    if (job->captions && job->engine == ENGINE_HTTP) {
-        fail(err, "bad_field", "captions: only the espeak engine gives timings for them yet");
-        goto out;
-    }
     rc = 0;
 out:
     json_decref(root);

@@ -726,9 +726,9 @@ static void app_done(struct pipeline *p, struct task *t)
 #define CRASH_LIMIT 2
 
 /* The path of the task's temporary file and of its audio, and of the captions
- * the engine may have left beside it (which the job asked for: a job given up
- * removes whichever exist). */
-static void task_paths(struct pipeline *p, const struct task *t, struct commit_req *r)
+ * of kinds beside it (those the engine wrote; for a job given up, all it may
+ * have written). */
+static void task_paths(struct pipeline *p, const struct task *t, struct commit_req *r, int kinds)
 {
     char name[JOB_NAME_MAX + 16];
     outfile_job_name(&t->job, name, sizeof(name));
@@ -737,7 +737,7 @@ static void task_paths(struct pipeline *p, const struct task *t, struct commit_r
     snprintf(r->path, sizeof(r->path), "%s/%s", dir, name);
     r->n_side = 0;
     for (int kind = CAPTIONS_VTT; kind <= CAPTIONS_SRT; kind <<= 1) {
-        if (!(t->job.captions & kind))
+        if (!(kinds & kind))
             continue;
         char cname[JOB_NAME_MAX + 16];
         captions_name(name, kind, cname, sizeof(cname));
@@ -754,7 +754,7 @@ static void discard_tmp(struct pipeline *p, struct task *t)
     if (!t->tmp_tag[0] || !p->committer)
         return;
     struct commit_req *r = xcalloc(1, sizeof(*r));
-    task_paths(p, t, r);
+    task_paths(p, t, r, t->job.captions);
     r->path[0] = '\0';
     t->tmp_tag[0] = '\0';
     committer_submit(p->committer, r);
@@ -764,7 +764,7 @@ static void discard_tmp(struct pipeline *p, struct task *t)
 static void commit_audio(struct pipeline *p, struct task *t)
 {
     struct commit_req *r = xcalloc(1, sizeof(*r));
-    task_paths(p, t, r);
+    task_paths(p, t, r, t->work.captions_written);
     r->arg = t;
     t->tmp_tag[0] = '\0';
     t->commit = r;
@@ -963,6 +963,8 @@ static void kick(struct pipeline *p)
         w->kind = SW_RENDER;
         w->wavs = t->wavs;
         w->n_wavs = t->n_wavs;
+        w->texts = t->job.captions ? t->pieces : NULL;
+        w->n_texts = t->job.captions ? t->n_pieces : 0;
     } else {
         w->kind = t->job.engine == ENGINE_HTTP ? SW_PREPARE : SW_SPEAK;
         w->raw = t->raw;

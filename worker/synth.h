@@ -53,6 +53,9 @@ struct synth_work {
      * closed in it, and the worker commits it (commit.h) */
     const char *tmp_tag;
     int max_duration_s;
+    /* SW_RENDER of a job with captions: each piece's text, a cue each */
+    char *const *texts;
+    int n_texts;
     /* in the engine child: called at most once a second while a job that asked
      * for progress is spoken, and once at its end (done == total) */
     void (*progress)(void *ctx, int64_t done_chars, int64_t total_chars, int64_t audio_ms);

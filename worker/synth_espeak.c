@@ -108,51 +108,6 @@ static int on_audio(short *wav, int n, espeak_EVENT *events)
     return 0;
 }
 
-/* The job's captions (captions.h), each in its temporary name beside the
- * audio's, which the worker's commit stage renames with it. On failure none is
- * left. */
-static int write_captions(struct synth_work *w, const char *audio_name, const char *text,
-                          size_t len, const struct capture *c, char *err, size_t errlen)
-{
-    for (int kind = CAPTIONS_VTT; kind <= CAPTIONS_SRT; kind <<= 1) {
-        if (!(w->job->captions & kind))
-            continue;
-        char name[JOB_NAME_MAX + 16], tmp[4096];
-        captions_name(audio_name, kind, name, sizeof(name));
-        outfile_tmp_path(tmp, sizeof(tmp), w->output_dir, w->tmp_tag, name);
-        char *doc = captions_build(text, len, c->ev, c->nev, w->enc.duration_ms, kind);
-        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        size_t n = strlen(doc), done = 0;
-        while (fd >= 0 && done < n) {
-            ssize_t k = write(fd, doc + done, n - done);
-            if (k < 0 && errno == EINTR)
-                continue;
-            if (k <= 0)
-                break;
-            done += (size_t)k;
-        }
-        int e = errno;
-        if (fd >= 0 && close(fd) < 0 && done == n)
-            e = errno, done = 0;
-        free(doc);
-        if (fd < 0 || done < n) {
-            snprintf(err, errlen, "%.160s: %s", tmp, strerror(e));
-            unlink(tmp);
-            for (int k = CAPTIONS_VTT; k < kind; k <<= 1) {
-                if (!(w->captions_written & k))
-                    continue;
-                captions_name(audio_name, k, name, sizeof(name));
-                outfile_tmp_path(tmp, sizeof(tmp), w->output_dir, w->tmp_tag, name);
-                unlink(tmp);
-            }
-            w->captions_written = 0;
-            return -1;
-        }
-        w->captions_written |= kind;
-    }
-    return 0;
-}
-
 /* SSML <audio src=...> would make espeak-ng open (and run a command on) a file:
  * refuse every URI. */
 static int refuse_uri(int type, const char *uri, const char *base)
@@ -275,7 +230,9 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         char err[256];
         if (encoder_close(c.enc, &w->enc, err, sizeof(err)) < 0) {
             fail_work(w, 0, "write_failed", "%s", err);
-        } else if (write_captions(w, name, norm, nlen, &c, err, sizeof(err)) < 0) {
+        } else if (captions_write(w->output_dir, w->tmp_tag, name, job->captions, norm, nlen,
+                                  c.ev, c.nev, w->enc.duration_ms, &w->captions_written, err,
+                                  sizeof(err)) < 0) {
             char tmp[4096];
             outfile_tmp_path(tmp, sizeof(tmp), w->output_dir, w->tmp_tag, name);
             unlink(tmp);
@@ -355,7 +312,8 @@ static void run_speech(struct synth *s, struct synth_work *w)
         int64_t t0 = now_mono_ms();
         int permanent;
         char code[32];
-        if (tts_http_render(w->wavs, w->n_wavs, w->job, w->output_dir, w->tmp_tag,
+        if (tts_http_render(w->wavs, w->n_wavs, w->texts, w->n_texts, &w->captions_written,
+                            w->job, w->output_dir, w->tmp_tag,
                             w->max_duration_s, &w->enc, &permanent, code, w->message,
                             sizeof(w->message)) < 0) {
             w->permanent = permanent;

@@ -22,7 +22,10 @@ char *tts_http_request(const char *model, const char *voice, int rate, const cha
  * encoder_open()) for the worker to commit. 0, or -1 with an error code (32
  * bytes: synth_failed, too_large, write_failed, bad_field), a reason and
  * *permanent. */
-int tts_http_render(const struct wav_part *parts, int n, const struct job *job, const char *dir,
+/* With the job's captions asked and texts[i] the text of parts[i] (n_texts ==
+ * n), a cue per part is written beside the audio (*captions_written). */
+int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int n_texts,
+                    int *captions_written, const struct job *job, const char *dir,
                     const char *tag, int max_duration_s, struct encoded *out, int *permanent, char *code,
                     char *err, size_t errlen);
 

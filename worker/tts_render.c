@@ -1,10 +1,14 @@
 /* The http engine's rendering, in the engine child (c2a-engine.so): the TTS
  * server's WAV answers decoded and encoded into the job's file. */
 #include "tts_http.h"
+#include "captions.h"
 #include "encode.h"
+#include "job.h"
+#include "outfile.h"
 #include "../common/util.h"
 
 #include <sndfile.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +59,38 @@ static sf_count_t mf_tell(void *u)
 
 static SF_VIRTUAL_IO memfile_io = {mf_len, mf_seek, mf_read, mf_write, mf_tell};
 
-int tts_http_render(const struct wav_part *parts, int n, const struct job *job, const char *dir,
+/* The parts' texts joined, with a sentence event at the start of each at the
+ * time its audio starts, then the captions (captions.h). */
+static int render_captions(char *const *texts, int n, const int64_t *start_ms,
+                           const struct job *job, const char *dir, const char *tag,
+                           const struct encoded *out, int *written, char *err, size_t errlen)
+{
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += strlen(texts[i]) + 1;
+    char *text = xmalloc(len + 1);
+    struct cap_event *ev = xmalloc(((size_t)n + 1) * sizeof(*ev));
+    size_t at = 0, chars = 0;
+    for (int i = 0; i < n; i++) {
+        ev[i] = (struct cap_event){1, (int64_t)chars, start_ms[i]};
+        size_t k = strlen(texts[i]);
+        memcpy(text + at, texts[i], k);
+        text[at + k] = ' ';
+        chars += job_utf8_chars(texts[i], k) + 1;
+        at += k + 1;
+    }
+    text[at] = '\0';
+    char name[JOB_NAME_MAX + 16];
+    outfile_job_name(job, name, sizeof(name));
+    int rc = captions_write(dir, tag, name, job->captions, text, at, ev, (size_t)n,
+                            out->duration_ms, written, err, errlen);
+    free(text);
+    free(ev);
+    return rc;
+}
+
+int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int n_texts,
+                    int *captions_written, const struct job *job, const char *dir,
                     const char *tag, int max_duration_s, struct encoded *out, int *permanent,
                     char *code, char *err, size_t errlen)
 {
@@ -66,7 +101,9 @@ int tts_http_render(const struct wav_part *parts, int n, const struct job *job, 
     size_t frames = 0, max_frames = 0;
     short *buf = xmalloc(4096 * 8 * sizeof(short));
     int16_t *mono = xmalloc(4096 * sizeof(int16_t));
+    int64_t *start_ms = xcalloc((size_t)n + 1, sizeof(*start_ms));
     for (int i = 0; i < n; i++) {
+        start_ms[i] = rate ? (int64_t)frames * 1000 / rate : 0;
         struct memfile m = {parts[i].data, (sf_count_t)parts[i].len, 0};
         SF_INFO info = {0};
         SNDFILE *sf = sf_open_virtual(&memfile_io, SFM_READ, &info, &m);
@@ -141,12 +178,27 @@ int tts_http_render(const struct wav_part *parts, int n, const struct job *job, 
     if (encoder_close(enc, out, err, errlen) < 0) {
         *permanent = 0;
         strcpy(code, "write_failed");
+        free(start_ms);
         return -1;
     }
+    if (job->captions && n_texts == n &&
+        render_captions(texts, n, start_ms, job, dir, tag, out, captions_written, err, errlen) <
+            0) {
+        char tmp[4096], name[JOB_NAME_MAX + 16];
+        outfile_job_name(job, name, sizeof(name));
+        outfile_tmp_path(tmp, sizeof(tmp), dir, tag, name);
+        unlink(tmp);
+        *permanent = 0;
+        strcpy(code, "write_failed");
+        free(start_ms);
+        return -1;
+    }
+    free(start_ms);
     return 0;
 fail:
     encoder_abort(enc);
     free(buf);
     free(mono);
+    free(start_ms);
     return -1;
 }

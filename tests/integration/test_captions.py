@@ -87,3 +87,27 @@ def test_vtt_and_srt_beside_the_audio(daemon, broker):
     assert "captions" not in res["none"]
     for bad, why in (("bad", "captions: expected"), ("ssml", "not for ssml")):
         assert res[bad]["status"] == "error" and why in res[bad]["error"]["message"]
+
+
+def test_a_cue_per_piece_from_the_http_engine(daemon, broker, web):
+    from test_tts_http import FakeTTS, http_engine
+    FakeTTS(web, max_input=90)
+    d = daemon(speech=http_engine(web, http_max_chars="90"), workers={"count": "1"}).start()
+    broker.publish(queue_of(d), {"id": "h", "text": TEXT, "format": "wav",
+                                 "captions": "both"})
+    r = broker.wait_results(1)["h"]
+    assert r["status"] == "ok" and r["engine"] == "http", r
+    base = r["path"][:-len(".wav")]
+    assert r["captions"] == {"vtt": base + ".vtt", "srt": base + ".srt"}
+    for path, other in ((base + ".vtt", "srt"), (base + ".srt", "webvtt")):
+        r2 = subprocess.run([FFMPEG, "-v", "error", "-i", path, "-f", other, "-"],
+                            capture_output=True, text=True)
+        assert r2.returncode == 0, r2.stderr
+        _, cs = cues(path)
+        assert len(cs) >= 2  # TEXT is cut into pieces of at most 90 characters
+        last_end = 0
+        for start, end, _ in cs:
+            assert last_end <= start < end <= r["duration_ms"], cs
+            last_end = end
+        words = " ".join(html.unescape(t) for _, _, t in cs)
+        assert "".join(words.split()) == "".join(TEXT.split())
