@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 # loads, so a worker's own process maps none of the audio stack.
 PKGS        := libevent jansson
 PIPE_PKGS   := libevent jansson librabbitmq libssl libcrypto
-ENGINE_PKGS := jansson sndfile samplerate espeak-ng libcrypto
+ENGINE_PKGS := jansson sndfile samplerate espeak-ng libcrypto libebur128
 # HTTP support (libcurl, libxml2) is a second shared object, loaded by a worker
 # only when a job needs it.
 HTTP_PKGS := libevent jansson libcurl libxml-2.0
@@ -62,7 +62,7 @@ COMMON_SRC := $(wildcard common/*.c)
 SHELL_SRC  := worker/worker.c worker/app.c
 HTTP_SRC   := worker/fetch.c worker/content.c worker/http_so.c
 ENGINE_SRC := worker/synth_espeak.c worker/encode.c worker/normalize.c worker/voices.c \
-              worker/tts_render.c worker/captions.c
+              worker/tts_render.c worker/captions.c worker/leveler.c
 NOAUDIO_SRC := worker/noaudio.c
 PIPE_SRC   := $(filter-out $(SHELL_SRC) $(HTTP_SRC) $(ENGINE_SRC) $(NOAUDIO_SRC),$(wildcard worker/*.c))
 TLS_SRC    := master/tls_relay.c

@@ -81,6 +81,8 @@ struct config {
     int keep_uploaded;
     int progress;
     char *captions; /* none, vtt, srt or both */
+    int loudness;   /* LUFS; 0 = off */
+    int true_peak;  /* dBTP */
     char *metadata_artist, *metadata_album, *metadata_comment; /* "" = none */
 
     char *path; /* the file this came from */

@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-dev
 libevent-dev libjansson-dev librabbitmq-dev libsndfile1-dev libsamplerate0-dev
-libssl-dev libcurl4-openssl-dev libxml2-dev libespeak-ng-dev espeak-ng-data espeak-ng libinih-dev libcmocka-dev
+libssl-dev libebur128-dev libcurl4-openssl-dev libxml2-dev libespeak-ng-dev espeak-ng-data espeak-ng libinih-dev libcmocka-dev
 rabbitmq-server python3-pytest python3-pika python3-requests python3-prometheus-client
 mandoc valgrind curl procps iproute2 wrk time strace systemd prometheus chromium python3-pil ffmpeg"
 

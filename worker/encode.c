@@ -279,6 +279,11 @@ static int resample_block(struct encoder *e, const float *in, size_t n, int end,
     return 0;
 }
 
+int encode_lossy(const char *format)
+{
+    return strcmp(format, "wav") != 0 && strcmp(format, "flac") != 0;
+}
+
 int encoder_set_tags(struct encoder *e, char *const *tags, char *err, size_t errlen)
 {
     static const int types[] = {SF_STR_TITLE, SF_STR_ARTIST, SF_STR_ALBUM, SF_STR_COMMENT,

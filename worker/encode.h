@@ -22,6 +22,8 @@ struct pcm {
 
 /* "wav" -> ".wav" etc.; NULL for an unknown format. */
 const char *encode_extension(const char *format);
+/* Whether the format's codec is lossy (ogg, opus, mp3). */
+int encode_lossy(const char *format);
 /* The rate a file will have: `want` (0 = the input's), moved to the nearest rate
  * the format accepts (Opus: 8/12/16/24/48 kHz). */
 int encode_output_rate(const char *format, int want, int input_rate);

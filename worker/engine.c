@@ -11,6 +11,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <math.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -97,6 +98,8 @@ static void encode_work(struct wbuf *b, const struct synth_work *w)
         put_int(b, j->include_text);
         put_int(b, j->progress);
         put_int(b, j->captions);
+        wbuf_i64(b, (int64_t)llround(j->loudness * 1000));
+        wbuf_i64(b, (int64_t)llround(j->true_peak * 1000));
         for (int t = 0; t < JOB_TAGS; t++)
             wbuf_str(b, j->tags[t] ? j->tags[t] : "");
         put_int(b, w->max_chars);
@@ -153,6 +156,8 @@ static int decode_work(struct rbuf *r, struct synth_work *w, struct job *j)
     j->include_text = get_int(r);
     j->progress = get_int(r);
     j->captions = get_int(r) & (CAPTIONS_VTT | CAPTIONS_SRT);
+    j->loudness = (double)rbuf_i64(r) / 1000;
+    j->true_peak = (double)rbuf_i64(r) / 1000;
     for (int t = 0; t < JOB_TAGS; t++)
         j->tags[t] = rbuf_strdup(r, 1);
     w->job = j;
@@ -203,6 +208,9 @@ static void encode_result(struct wbuf *b, const struct synth_work *w)
     wbuf_str(b, e->sha256);
     wbuf_str(b, w->marks_json);
     put_int(b, w->captions_written);
+    put_int(b, w->levelled);
+    wbuf_i64(b, isfinite(w->loudness_lufs) ? (int64_t)llround(w->loudness_lufs * 1000) : INT64_MIN);
+    wbuf_i64(b, isfinite(w->true_peak_dbtp) ? (int64_t)llround(w->true_peak_dbtp * 1000) : INT64_MIN);
     put_int(b, w->spoken_text != NULL);
     wbuf_str(b, w->spoken_text);
     put_int(b, w->n_pieces);
@@ -239,6 +247,11 @@ static int decode_result(struct rbuf *r, struct synth_work *w)
         w->marks_json = marks;
     }
     w->captions_written = get_int(r) & (CAPTIONS_VTT | CAPTIONS_SRT);
+    int levelled = get_int(r);
+    int64_t lufs = rbuf_i64(r), tp = rbuf_i64(r);
+    w->levelled = levelled;
+    w->loudness_lufs = lufs == INT64_MIN ? -HUGE_VAL : (double)lufs / 1000;
+    w->true_peak_dbtp = tp == INT64_MIN ? -HUGE_VAL : (double)tp / 1000;
     int has_spoken = get_int(r);
     char *spoken = rbuf_strdup(r, 0);
     if (has_spoken) {

@@ -101,6 +101,25 @@ static int get_str(json_t *root, const char *key, const char **out, struct job_e
     return 0;
 }
 
+/* A number in [lo, hi], or the default when absent; "off" (loudness) is 0. */
+static int get_db(json_t *root, const char *key, double def, double lo, double hi, int can_off,
+                  double *out, struct job_error *err)
+{
+    json_t *v = json_object_get(root, key);
+    *out = def;
+    if (!v || json_is_null(v))
+        return 0;
+    if (can_off && json_is_string(v) && strcmp(json_string_value(v), "off") == 0) {
+        *out = 0;
+        return 0;
+    }
+    if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi)
+        return fail(err, "bad_field", "%s: expected a number from %g to %g%s", key, lo, hi,
+                    can_off ? " or \"off\"" : "");
+    *out = json_number_value(v);
+    return 0;
+}
+
 /* "captions": "vtt", "srt", "both", "none" or an array of "vtt" and "srt". */
 static int get_captions(json_t *root, int def, int *out, struct job_error *err)
 {
@@ -380,6 +399,8 @@ int job_parse(const char *body, size_t len, const char *message_id,
         get_bool(root, "include_text", 0, &job->include_text, err) < 0 ||
         get_bool(root, "progress", defs->progress, &job->progress, err) < 0 ||
         get_captions(root, defs->captions, &job->captions, err) < 0 ||
+        get_db(root, "loudness", defs->loudness, -70, -5, 1, &job->loudness, err) < 0 ||
+        get_db(root, "true_peak", defs->true_peak, -9, 0, 0, &job->true_peak, err) < 0 ||
         get_tags(root, defs, job, err) < 0)
         goto out;
     if (job->captions && job->source == JOB_SSML) {

@@ -15,6 +15,7 @@
 #include "../common/util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <event2/event.h>
 #include <jansson.h>
@@ -697,6 +698,14 @@ static json_t *audio_result(struct task *t)
     }
     if (t->work.spoken_text)
         json_object_set_new(doc, "text", json_string(t->work.spoken_text));
+    if (t->work.levelled) {
+        /* As measured after levelling; silence has no loudness (null). */
+        double l = t->work.loudness_lufs, p = t->work.true_peak_dbtp;
+        json_object_set_new(doc, "loudness_lufs",
+                            isfinite(l) ? json_real(round(l * 10) / 10) : json_null());
+        json_object_set_new(doc, "true_peak_dbtp",
+                            isfinite(p) ? json_real(round(p * 10) / 10) : json_null());
+    }
     return doc;
 }
 
@@ -1109,6 +1118,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
                                  : strcmp(cfg->captions, "srt") == 0  ? CAPTIONS_SRT
                                  : strcmp(cfg->captions, "both") == 0 ? CAPTIONS_VTT | CAPTIONS_SRT
                                                                       : 0),
+                                cfg->loudness, cfg->true_peak,
                                 {NULL, cfg->metadata_artist, cfg->metadata_album,
                                  cfg->metadata_comment, NULL}};
     struct job_error err;

@@ -70,6 +70,8 @@ struct synth_work {
     struct encoded enc;
     char *marks_json;     /* "[{...}]" when the job asked for marks; malloc'd */
     int captions_written; /* CAPTIONS_* files left beside the audio's temporary file */
+    int levelled;         /* loudness was applied: what was measured after */
+    double loudness_lufs, true_peak_dbtp;
     char *spoken_text;    /* the text spoken, when the job asked (include_text); malloc'd */
     char **pieces;        /* SW_PREPARE: malloc'd, content_free_pieces() */
     int n_pieces;

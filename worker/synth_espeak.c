@@ -1,5 +1,6 @@
 #include "synth.h"
 #include "captions.h"
+#include "leveler.h"
 #include "engine_api.h"
 #include "http_api.h"
 #include "normalize.h"
@@ -29,6 +30,7 @@ struct synth {
  * encoder, so memory does not grow with the length of the text. */
 struct capture {
     struct encoder *enc;
+    struct leveler *lev; /* between synthesis and encoder, when the job sets loudness */
     size_t frames, max_frames;
     int too_long;
     int write_failed;
@@ -99,7 +101,8 @@ static int on_audio(short *wav, int n, espeak_EVENT *events)
         c->too_long = 1;
         return 1; /* abort synthesis */
     }
-    if (encoder_write(c->enc, wav, (size_t)n, c->err, sizeof(c->err)) < 0) {
+    if (c->lev ? leveler_push(c->lev, wav, (size_t)n, c->err, sizeof(c->err)) < 0
+               : encoder_write(c->enc, wav, (size_t)n, c->err, sizeof(c->err)) < 0) {
         c->write_failed = 1;
         return 1;
     }
@@ -197,6 +200,13 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         strlcpy_c2a(w->code, "bad_field", sizeof(w->code));
         return;
     }
+    if (job->loudness != 0 &&
+        !(c.lev = leveler_new(s->rate, job->loudness, job->true_peak, encode_lossy(job->format),
+                              w->output_dir, w->message, sizeof(w->message)))) {
+        encoder_abort(c.enc);
+        strlcpy_c2a(w->code, "write_failed", sizeof(w->code));
+        return;
+    }
     c.max_frames = (size_t)w->max_duration_s * (size_t)s->rate;
     if (c.want_marks)
         marks_append(&c, "[");
@@ -228,7 +238,11 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     } else {
         int64_t t1 = now_mono_ms();
         char err[256];
-        if (encoder_close(c.enc, &w->enc, err, sizeof(err)) < 0) {
+        if (c.lev && leveler_finish(c.lev, c.enc, &w->loudness_lufs, &w->true_peak_dbtp, err,
+                                    sizeof(err)) < 0) {
+            fail_work(w, 0, "write_failed", "%s", err);
+            encoder_abort(c.enc);
+        } else if (encoder_close(c.enc, &w->enc, err, sizeof(err)) < 0) {
             fail_work(w, 0, "write_failed", "%s", err);
         } else if (captions_write(w->output_dir, w->tmp_tag, name, job->captions, norm, nlen,
                                   c.ev, c.nev, w->enc.duration_ms, &w->captions_written, err,
@@ -239,6 +253,7 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
             fail_work(w, 0, "write_failed", "%s", err);
         } else {
             w->ok = 1;
+            w->levelled = c.lev != NULL;
             c.audio_ms = w->enc.duration_ms;
             progress(&c, 1);
         }
@@ -247,6 +262,7 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     }
     free(norm);
     free(c.ev);
+    leveler_free(c.lev);
     encoder_abort(c.enc); /* no-op once closed */
     if (w->ok && c.want_marks) {
         marks_append(&c, "]");
@@ -312,14 +328,17 @@ static void run_speech(struct synth *s, struct synth_work *w)
         int64_t t0 = now_mono_ms();
         int permanent;
         char code[32];
+        struct render_levels lv = {0, 0, 0};
         if (tts_http_render(w->wavs, w->n_wavs, w->texts, w->n_texts, &w->captions_written,
-                            w->job, w->output_dir, w->tmp_tag,
-                            w->max_duration_s, &w->enc, &permanent, code, w->message,
-                            sizeof(w->message)) < 0) {
+                            w->job, w->output_dir, w->tmp_tag, w->max_duration_s, &w->enc, &lv,
+                            &permanent, code, w->message, sizeof(w->message)) < 0) {
             w->permanent = permanent;
             strlcpy_c2a(w->code, code, sizeof(w->code));
         } else {
             w->ok = 1;
+            w->levelled = lv.on;
+            w->loudness_lufs = lv.lufs;
+            w->true_peak_dbtp = lv.dbtp;
         }
         w->encode_ms = now_mono_ms() - t0;
         return;

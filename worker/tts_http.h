@@ -24,9 +24,14 @@ char *tts_http_request(const char *model, const char *voice, int rate, const cha
  * *permanent. */
 /* With the job's captions asked and texts[i] the text of parts[i] (n_texts ==
  * n), a cue per part is written beside the audio (*captions_written). */
+struct render_levels {
+    int on; /* the job's loudness was applied; as measured after: */
+    double lufs, dbtp;
+};
 int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int n_texts,
                     int *captions_written, const struct job *job, const char *dir,
-                    const char *tag, int max_duration_s, struct encoded *out, int *permanent, char *code,
-                    char *err, size_t errlen);
+                    const char *tag, int max_duration_s, struct encoded *out,
+                    struct render_levels *levels, int *permanent, char *code, char *err,
+                    size_t errlen);
 
 #endif

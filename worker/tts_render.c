@@ -3,6 +3,7 @@
 #include "tts_http.h"
 #include "captions.h"
 #include "encode.h"
+#include "leveler.h"
 #include "job.h"
 #include "outfile.h"
 #include "../common/util.h"
@@ -91,12 +92,14 @@ static int render_captions(char *const *texts, int n, const int64_t *start_ms,
 
 int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int n_texts,
                     int *captions_written, const struct job *job, const char *dir,
-                    const char *tag, int max_duration_s, struct encoded *out, int *permanent,
-                    char *code, char *err, size_t errlen)
+                    const char *tag, int max_duration_s, struct encoded *out,
+                    struct render_levels *levels, int *permanent, char *code, char *err,
+                    size_t errlen)
 {
     *permanent = 1;
     strcpy(code, "synth_failed");
     struct encoder *enc = NULL;
+    struct leveler *lev = NULL;
     int rate = 0;
     size_t frames = 0, max_frames = 0;
     short *buf = xmalloc(4096 * 8 * sizeof(short));
@@ -139,6 +142,14 @@ int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int
                 sf_close(sf);
                 goto fail;
             }
+            if (job->loudness != 0 &&
+                !(lev = leveler_new(rate, job->loudness, job->true_peak,
+                                    encode_lossy(job->format), dir, err, errlen))) {
+                *permanent = 0;
+                strcpy(code, "write_failed");
+                sf_close(sf);
+                goto fail;
+            }
         } else if (info.samplerate != rate) {
             sf_close(sf);
             snprintf(err, errlen, "the TTS server answered at %d Hz, then at %d Hz", rate,
@@ -159,7 +170,8 @@ int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int
                 snprintf(err, errlen, "audio longer than %d s", max_duration_s);
                 goto fail;
             }
-            if (encoder_write(enc, mono, (size_t)got, err, errlen) < 0) {
+            if (lev ? leveler_push(lev, mono, (size_t)got, err, errlen) < 0
+                    : encoder_write(enc, mono, (size_t)got, err, errlen) < 0) {
                 *permanent = 0;
                 strcpy(code, "write_failed");
                 sf_close(sf);
@@ -175,6 +187,18 @@ int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int
     }
     free(buf);
     free(mono);
+    if (lev) {
+        if (leveler_finish(lev, enc, &levels->lufs, &levels->dbtp, err, errlen) < 0) {
+            *permanent = 0;
+            strcpy(code, "write_failed");
+            encoder_abort(enc);
+            leveler_free(lev);
+            free(start_ms);
+            return -1;
+        }
+        levels->on = 1;
+        leveler_free(lev);
+    }
     if (encoder_close(enc, out, err, errlen) < 0) {
         *permanent = 0;
         strcpy(code, "write_failed");
@@ -197,6 +221,7 @@ int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int
     return 0;
 fail:
     encoder_abort(enc);
+    leveler_free(lev);
     free(buf);
     free(mono);
     free(start_ms);

@@ -214,6 +214,30 @@ static void test_metadata(void **state)
     expect(big, "m", "bad_field", "metadata.comment: longer than 1024 bytes");
 }
 
+static void test_loudness_and_captions(void **state)
+{
+    (void)state;
+    struct job_defaults d = defs;
+    d.loudness = -16;
+    d.true_peak = -1;
+    d.captions = 1;
+    struct job j;
+    struct job_error e;
+    const char *body = "{\"text\":\"x\",\"true_peak\":-2.5,\"captions\":[\"srt\",\"vtt\"]}";
+    assert_int_equal(job_parse(body, strlen(body), "m", &d, &j, &e), 0);
+    assert_true(j.loudness == -16 && j.true_peak == -2.5 && j.captions == 3);
+    job_clear(&j);
+    body = "{\"text\":\"x\",\"loudness\":\"off\",\"captions\":\"none\"}";
+    assert_int_equal(job_parse(body, strlen(body), "m", &d, &j, &e), 0);
+    assert_true(j.loudness == 0 && j.captions == 0);
+    job_clear(&j);
+    expect("{\"text\":\"x\",\"loudness\":-80}", "m", "bad_field", "loudness: expected a number");
+    expect("{\"text\":\"x\",\"true_peak\":\"off\"}", "m", "bad_field", "true_peak");
+    expect("{\"text\":\"x\",\"captions\":[\"vtt\",7]}", "m", "bad_field", "captions");
+    expect("{\"ssml\":\"<speak>x</speak>\",\"captions\":\"srt\"}", "m", "bad_field",
+           "not for ssml");
+}
+
 static void test_helpers(void **state)
 {
     (void)state;
@@ -242,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_http_fields),
         cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_metadata),
+        cmocka_unit_test(test_loudness_and_captions),
     };
     return cmocka_run_group_tests_name("job", tests, NULL, NULL);
 }

@@ -1,0 +1,309 @@
+#include "leveler.h"
+#include "encode.h"
+#include "outfile.h"
+#include "../common/util.h"
+
+#include <ebur128.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BLOCK 8192
+#define RELEASE_MS 50
+#define MAX_ROUNDS 16       /* passes over the audio, the last one encoding */
+
+struct leveler {
+    int rate;
+    double target, ceiling;
+    double margin; /* dB under the ceiling the limiter aims at */
+    int fd;          /* the spilled audio, unnamed */
+    uint64_t frames;
+    ebur128_state *in;
+    int16_t buf[BLOCK];
+    size_t buffered;
+};
+
+static int spill_flush(struct leveler *l, char *err, size_t errlen)
+{
+    size_t done = 0, len = l->buffered * sizeof(int16_t);
+    while (done < len) {
+        ssize_t n = write(l->fd, (char *)l->buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            snprintf(err, errlen, "loudness: spilling the audio: %s", strerror(errno));
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    l->buffered = 0;
+    return 0;
+}
+
+struct leveler *leveler_new(int rate, double target_lufs, double ceiling_dbtp, int lossy,
+                            const char *dir, char *err, size_t errlen)
+{
+    char tmpdir[4096];
+    outfile_tmp_path(tmpdir, sizeof(tmpdir), dir, "", "");
+    char *slash = strrchr(tmpdir, '/');
+    if (slash)
+        *slash = '\0';
+    int fd = open(tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "loudness: a spill file in %.200s: %s", tmpdir, strerror(errno));
+        return NULL;
+    }
+    struct leveler *l = xcalloc(1, sizeof(*l));
+    l->rate = rate;
+    l->target = target_lufs;
+    l->ceiling = ceiling_dbtp;
+    /* Lossy codecs ring: their decoded peaks pass the input's by up to 1.5 dB
+     * on loud, limited speech; resampling adds a little everywhere. */
+    l->margin = lossy ? 2.0 : 0.5;
+    l->fd = fd;
+    l->in = ebur128_init(1, (unsigned long)rate, EBUR128_MODE_I | EBUR128_MODE_TRUE_PEAK);
+    if (!l->in) {
+        snprintf(err, errlen, "loudness: libebur128 cannot start");
+        leveler_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+int leveler_push(struct leveler *l, const int16_t *pcm, size_t frames, char *err, size_t errlen)
+{
+    if (ebur128_add_frames_short(l->in, pcm, frames) != EBUR128_SUCCESS) {
+        snprintf(err, errlen, "loudness: libebur128 refused the audio");
+        return -1;
+    }
+    l->frames += frames;
+    while (frames) {
+        size_t n = BLOCK - l->buffered < frames ? BLOCK - l->buffered : frames;
+        memcpy(l->buf + l->buffered, pcm, n * sizeof(int16_t));
+        l->buffered += n;
+        pcm += n;
+        frames -= n;
+        if (l->buffered == BLOCK && spill_flush(l, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A look-ahead peak limiter: the gain each sample needs to stay under the
+ * threshold, r[n]; its minimum over the next LOOKAHEAD samples, m[n]; that
+ * averaged over the last LOOKAHEAD samples, so the gain glides down before a
+ * peak instead of stepping (each average includes r[n] itself: it never lets
+ * a sample past the threshold); then a slower release. The output is delayed
+ * by LOOKAHEAD - 1 samples. */
+#define LOOKAHEAD_MAX 512
+
+struct limiter {
+    double threshold, release;
+    int la;                      /* look-ahead, samples */
+    uint64_t n;                  /* samples taken */
+    double x[LOOKAHEAD_MAX];     /* the input, delayed */
+    double m[LOOKAHEAD_MAX];     /* the last la window minima */
+    double msum;
+    int qi[LOOKAHEAD_MAX * 2];   /* a deque of sample indices (mod), increasing r */
+    double qr[LOOKAHEAD_MAX * 2];
+    uint64_t qn[LOOKAHEAD_MAX * 2];
+    int qh, qt;
+    double env;
+    double p1, p2; /* the two inputs before this one */
+};
+
+static void limiter_init(struct limiter *lm, double threshold, int rate)
+{
+    memset(lm, 0, sizeof(*lm));
+    lm->threshold = threshold;
+    lm->la = rate / 200; /* 5 ms */
+    if (lm->la < 2)
+        lm->la = 2;
+    if (lm->la > LOOKAHEAD_MAX)
+        lm->la = LOOKAHEAD_MAX;
+    lm->release = 1.0 / ((double)rate * RELEASE_MS / 1000.0);
+    lm->env = 1.0;
+    lm->msum = lm->la; /* the averaged minima start at gain 1 */
+    for (int i = 0; i < lm->la; i++)
+        lm->m[i] = 1.0;
+}
+
+/* Take x; returns 1 with *y set when a delayed sample comes out. */
+static int limiter_step(struct limiter *lm, double x, double *y)
+{
+    int la = lm->la;
+    uint64_t k = lm->n++;
+    /* The peak between the last sample and this one, from the parabola
+     * through the last three: loud, clipped speech has much energy near
+     * Nyquist, and its true peaks lie well above its samples. */
+    double peak = fabs(x);
+    for (int q = 1; q <= 3; q++) {
+        double t = q / 4.0;
+        double v = lm->p1 + t * (x - lm->p2) / 2 + t * t * (lm->p2 - 2 * lm->p1 + x) / 2;
+        if (fabs(v) > peak)
+            peak = fabs(v);
+    }
+    lm->p2 = lm->p1;
+    lm->p1 = x;
+    double r = peak > lm->threshold ? lm->threshold / peak : 1.0;
+    lm->x[k % (uint64_t)la] = x;
+    /* the deque holds the window [k - la + 1, k], minimum at its head */
+    int cap = LOOKAHEAD_MAX * 2;
+    while (lm->qt != lm->qh && lm->qr[(lm->qt + cap - 1) % cap] >= r)
+        lm->qt = (lm->qt + cap - 1) % cap;
+    lm->qr[lm->qt] = r;
+    lm->qn[lm->qt] = k;
+    lm->qt = (lm->qt + 1) % cap;
+    while (lm->qn[lm->qh] + (uint64_t)la <= k)
+        lm->qh = (lm->qh + 1) % cap;
+    if (k + 1 < (uint64_t)la)
+        return 0;
+    uint64_t j = k + 1 - (uint64_t)la; /* m[j] = min r[j .. k] */
+    double m = lm->qr[lm->qh];
+    lm->msum += m - lm->m[j % (uint64_t)la];
+    lm->m[j % (uint64_t)la] = m;
+    double a = lm->msum / la;
+    if (a < lm->env)
+        lm->env = a;
+    else
+        lm->env = lm->env + lm->release < a ? lm->env + lm->release : a;
+    *y = lm->x[j % (uint64_t)la] * lm->env;
+    return 1;
+}
+
+/* One pass over the spilled audio: gain, then the limiter (threshold > 0),
+ * measured into st, and written to enc when given. */
+static int emit(ebur128_state *st, struct encoder *enc, const int16_t *out, size_t n, char *err,
+                size_t errlen)
+{
+    float f[BLOCK];
+    for (size_t i = 0; i < n; i++)
+        f[i] = out[i] / 32768.0f; /* measured as encoded: the rounded samples */
+    if (ebur128_add_frames_float(st, f, n) != EBUR128_SUCCESS) {
+        snprintf(err, errlen, "loudness: libebur128 refused the audio");
+        return -1;
+    }
+    return enc ? encoder_write(enc, out, n, err, errlen) : 0;
+}
+
+static int16_t to_pcm(double x)
+{
+    double s = lrint(x * 32768.0);
+    return (int16_t)(s > 32767 ? 32767 : s < -32768 ? -32768 : s);
+}
+
+static int pass(struct leveler *l, double gain, double threshold, ebur128_state *st,
+                struct encoder *enc, char *err, size_t errlen)
+{
+    int16_t pcm[BLOCK], out[BLOCK];
+    struct limiter *lm = threshold > 0 ? xmalloc(sizeof(*lm)) : NULL;
+    if (lm)
+        limiter_init(lm, threshold, l->rate);
+    off_t pos = 0;
+    uint64_t left = l->frames;
+    int rc = 0;
+    while (rc == 0 && left) {
+        size_t n = left < BLOCK ? (size_t)left : BLOCK, o = 0;
+        ssize_t got = pread(l->fd, pcm, n * sizeof(int16_t), pos);
+        if (got != (ssize_t)(n * sizeof(int16_t))) {
+            snprintf(err, errlen, "loudness: reading the audio back: %s",
+                     got < 0 ? strerror(errno) : "short read");
+            rc = -1;
+            break;
+        }
+        pos += got;
+        left -= n;
+        for (size_t i = 0; i < n; i++) {
+            double x = pcm[i] / 32768.0 * gain, y;
+            if (!lm)
+                out[o++] = to_pcm(x);
+            else if (limiter_step(lm, x, &y))
+                out[o++] = to_pcm(y);
+        }
+        rc = emit(st, enc, out, o, err, errlen);
+    }
+    /* What the look-ahead still holds. */
+    if (rc == 0 && lm) {
+        size_t o = 0;
+        double y;
+        for (int i = 0; i < lm->la - 1 && lm->n; i++)
+            if (limiter_step(lm, 0, &y))
+                out[o++] = to_pcm(y);
+        rc = emit(st, enc, out, o, err, errlen);
+    }
+    free(lm);
+    return rc;
+}
+
+static double db(double lin)
+{
+    return lin > 0 ? 20.0 * log10(lin) : -HUGE_VAL;
+}
+
+int leveler_finish(struct leveler *l, struct encoder *enc, double *lufs, double *dbtp, char *err,
+                   size_t errlen)
+{
+    if (l->buffered && spill_flush(l, err, errlen) < 0)
+        return -1;
+    double loud = -HUGE_VAL, peak = 0;
+    ebur128_loudness_global(l->in, &loud);
+    ebur128_true_peak(l->in, 0, &peak);
+    /* Silence (or too short to measure) keeps its level. */
+    double gain_db = isfinite(loud) ? l->target - loud : 0;
+    double limit_db = l->ceiling - l->margin;
+    double threshold = db(peak) + gain_db > limit_db ? pow(10, limit_db / 20) : 0;
+    /* With the limiter, passes that only measure until the loudness is within
+     * 0.2 LU of the target (the louder the target, the more the limiter takes
+     * off), then the one that encodes. */
+    int converged = threshold == 0;
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        int last = converged || round == MAX_ROUNDS - 1;
+        double got_tp = 0;
+        ebur128_state *st =
+            ebur128_init(1, (unsigned long)l->rate, EBUR128_MODE_I | EBUR128_MODE_TRUE_PEAK);
+        if (!st) {
+            snprintf(err, errlen, "loudness: libebur128 cannot start");
+            return -1;
+        }
+        int rc = pass(l, pow(10, gain_db / 20), threshold, st, last ? enc : NULL, err, errlen);
+        double got = -HUGE_VAL;
+        ebur128_loudness_global(st, &got);
+        ebur128_true_peak(st, 0, &got_tp);
+        if (rc == 0 && last) {
+            double tp = 0;
+            ebur128_true_peak(st, 0, &tp);
+            *lufs = got;
+            *dbtp = db(tp);
+        }
+        ebur128_destroy(&st);
+        if (rc < 0)
+            return -1;
+        if (last)
+            break;
+        /* The limiter took some loudness off: give it back (the limiter keeps
+         * the peaks where they must be). */
+        int peaks_pass = db(got_tp) > l->ceiling - l->margin / 2;
+        int off_target = isfinite(got) && fabs(l->target - got) > 0.2;
+        if (peaks_pass) /* peaks between the samples still pass: limit lower */
+            threshold *= pow(10, (l->ceiling - l->margin - db(got_tp)) / 20);
+        if (off_target)
+            gain_db += l->target - got;
+        converged = !peaks_pass && !off_target;
+    }
+    return 0;
+}
+
+void leveler_free(struct leveler *l)
+{
+    if (!l)
+        return;
+    if (l->in)
+        ebur128_destroy(&l->in);
+    if (l->fd >= 0)
+        close(l->fd);
+    free(l);
+}
