@@ -97,6 +97,17 @@ size_t strlcpy_c2a(char *dst, const char *src, size_t size)
     return len;
 }
 
+void strbuf_add(struct strbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->s = xrealloc(b->s, b->cap);
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
 /* /proc/PID/WHAT into buf, NUL-terminated; 0 when it cannot be read. */
 static size_t read_proc(int pid, const char *what, char *buf, size_t len)
 {

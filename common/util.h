@@ -32,6 +32,13 @@ size_t strlcpy_c2a(char *dst, const char *src, size_t size);
 
 /* Resident set size of a process in kB from /proc/<pid>/statm; 0 if unknown. */
 uint64_t proc_rss_kb(int pid);
+
+/* A growing string, NUL-terminated once anything was added; s is malloc'd. */
+struct strbuf {
+    char *s;
+    size_t len, cap;
+};
+void strbuf_add(struct strbuf *b, const char *s, size_t n);
 /* CPU time of a process in seconds from /proc/PID/stat, user + system, with
  * its reaped children's when children is set; 0 when it is gone. */
 double proc_cpu_seconds(int pid, int children);

@@ -15,9 +15,9 @@
  * at once (503 beyond), each for at most DEAD_TIMEOUT_S (then killed: 504).
  * Only the configured work queues (or their .dead) are served.
  */
-#include "master.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "master.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -97,7 +97,7 @@ static void answer(struct helper *h)
     json_t *err = json_object_get(doc, "error");
     if (!doc) {
         control_reply_error(h->req, 502, "Bad Gateway", "helper_failed",
-                    "c2actl gave no answer (see the master's log)");
+                            "c2actl gave no answer (see the master's log)");
     } else if (err) {
         const char *code = json_string_value(json_object_get(err, "code"));
         int status = 502;
@@ -131,8 +131,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     struct helper *h = arg;
     if (evbuffer_get_length(bufferevent_get_input(bev)) <= DEAD_MAX_OUTPUT)
         return;
-    log_warn("control: dead letters: c2actl's answer passed %d MB; stopped",
-             DEAD_MAX_OUTPUT >> 20);
+    log_warn("control: dead letters: c2actl's answer passed %d MB; stopped", DEAD_MAX_OUTPUT >> 20);
     if (h->req)
         control_reply_error(h->req, 502, "Bad Gateway", "too_large", "the answer is too large");
     helper_done(h, 1);
@@ -147,7 +146,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
              DEAD_TIMEOUT_S);
     if (h->req)
         control_reply_error(h->req, 504, "Gateway Timeout", "timeout",
-                    "the broker did not answer in time");
+                            "the broker did not answer in time");
     helper_done(h, 1);
 }
 
@@ -251,9 +250,9 @@ static int build_args(struct evhttp_request *req, char **parts, int nparts, cons
             (code && !json_is_string(code)) || picks > 1 ||
             (requeue ? picks != 1 : ids != NULL || all)) {
             control_reply_error(req, 400, "Bad Request", "bad_request",
-                        requeue ? "expected {\"ids\": [ID, ...]}, {\"code\": CODE} or "
-                                  "{\"all\": true}"
-                                : "expected {} (all) or {\"code\": CODE}");
+                                requeue ? "expected {\"ids\": [ID, ...]}, {\"code\": CODE} or "
+                                          "{\"all\": true}"
+                                        : "expected {} (all) or {\"code\": CODE}");
             return -1;
         }
         if (json_array_size(ids) > DEAD_MAX_IDS_HTTP) {
@@ -266,7 +265,8 @@ static int build_args(struct evhttp_request *req, char **parts, int nparts, cons
         {
             if (!json_is_string(id) || !json_string_value(id)[0] ||
                 json_string_value(id)[0] == '-') {
-                control_reply_error(req, 400, "Bad Request", "bad_request", "ids are non-empty strings");
+                control_reply_error(req, 400, "Bad Request", "bad_request",
+                                    "ids are non-empty strings");
                 return -1;
             }
             argv[n++] = "--id";
@@ -282,8 +282,8 @@ static int build_args(struct evhttp_request *req, char **parts, int nparts, cons
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                           verb ? "POST" : "GET, HEAD");
         control_reply_error(req, 405, "Method Not Allowed", "method_not_allowed",
-                    "GET /dead/QUEUE, GET /dead/QUEUE/ID, POST /dead/QUEUE/requeue or "
-                    "POST /dead/QUEUE/purge");
+                            "GET /dead/QUEUE, GET /dead/QUEUE/ID, POST /dead/QUEUE/requeue or "
+                            "POST /dead/QUEUE/purge");
         return -1;
     }
     *argc = n;
@@ -333,8 +333,8 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
     if (evhttp_request_get_command(req) == EVHTTP_REQ_POST) {
         struct evbuffer *in = evhttp_request_get_input_buffer(req);
         size_t len = evbuffer_get_length(in);
-        body = len ? json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL)
-                   : json_object();
+        body =
+            len ? json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL) : json_object();
         if (!body) {
             control_reply_error(req, 400, "Bad Request", "bad_request", "the body is not JSON");
             goto out;
@@ -342,7 +342,7 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
     }
     if (find_ctl(m, ctl, sizeof(ctl)) < 0) {
         control_reply_error(req, 501, "Not Implemented", "no_c2actl",
-                    "c2actl is not installed beside c2a-worker");
+                            "c2actl is not installed beside c2a-worker");
         goto out;
     }
     argv[argc++] = "c2actl";
@@ -359,7 +359,7 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
     if (!h) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "1");
         control_reply_error(req, 503, "Service Unavailable", "busy",
-                    "dead-letter requests already running; try again");
+                            "dead-letter requests already running; try again");
         goto out;
     }
     int fd;
@@ -407,7 +407,7 @@ void dead_api_free(struct dead_api *a)
             continue;
         if (h->req)
             control_reply_error(h->req, 503, "Service Unavailable", "stopping",
-                        "the control socket is closing");
+                                "the control socket is closing");
         helper_done(h, 1);
     }
     free(a);

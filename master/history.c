@@ -6,8 +6,8 @@
  * last HISTORY_FAILURES failed attempts, gathered from the workers' slots.
  * Nothing here allocates after history_new(): a sample is a fixed ring slot.
  */
-#include "master.h"
 #include "../common/util.h"
+#include "master.h"
 
 #include <event2/buffer.h>
 #include <jansson.h>
@@ -126,10 +126,10 @@ static int points(struct master *m, int64_t *t0, int64_t *t, double (*v)[SERIES_
     int n = 0;
     const struct sample *prev = NULL;
     for (int k = 0; k <= h->nsamples; k++) {
-        const struct sample *s = k < h->nsamples
-                                     ? &h->ring[(h->next + HISTORY_SAMPLES - h->nsamples + k) %
-                                                HISTORY_SAMPLES]
-                                     : &now;
+        const struct sample *s =
+            k < h->nsamples
+                ? &h->ring[(h->next + HISTORY_SAMPLES - h->nsamples + k) % HISTORY_SAMPLES]
+                : &now;
         if (prev && s->mono_ms - prev->mono_ms >= 1000) {
             double dt = (double)(s->mono_ms - prev->mono_ms) / 1000.0;
             uint64_t d[HIST_JOB_BUCKETS + 1];
@@ -200,8 +200,7 @@ static void chart(struct evbuffer *b, const char *title, const char *unit, const
                         "stroke=\"#ccc\"/>",
                         LEFT, TOP, W, H);
     for (int g = 1; g < 4; g++)
-        evbuffer_add_printf(b,
-                            "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"#eee\"/>",
+        evbuffer_add_printf(b, "<line x1=\"%d\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"#eee\"/>",
                             LEFT, LEFT + W, TOP + H * g / 4, TOP + H * g / 4);
     evbuffer_add_printf(b,
                         "<text x=\"%d\" y=\"%d\" font-size=\"10\" text-anchor=\"end\">%g%s</text>"
@@ -231,8 +230,8 @@ static void chart(struct evbuffer *b, const char *title, const char *unit, const
                                     se->dash ? se->dash : "", se->dash ? "\"" : "");
             lx = xpos(t[i], start);
             ly = py;
-            evbuffer_add_printf(b, "%s%.1f,%.1f %.1f,%.1f", open ? " " : "", xpos(t0[i], start),
-                                py, lx, ly);
+            evbuffer_add_printf(b, "%s%.1f,%.1f %.1f,%.1f", open ? " " : "", xpos(t0[i], start), py,
+                                lx, ly);
             open = 1;
         }
         if (open)
@@ -272,9 +271,9 @@ struct json_t *history_failures_json(struct master *m)
     for (int k = 0; k < h->nfailures; k++) {
         const struct failure *f =
             &h->failures[(h->next_failure + HISTORY_FAILURES - 1 - k) % HISTORY_FAILURES];
-        json_t *o = json_pack("{s:f,s:s,s:s,s:s,s:s}", "time", (double)f->time_ms / 1000.0,
-                              "queue", f->queue, "id", f->id, "outcome",
-                              f->retried ? "retried" : "failed", "code", f->code);
+        json_t *o = json_pack("{s:f,s:s,s:s,s:s,s:s}", "time", (double)f->time_ms / 1000.0, "queue",
+                              f->queue, "id", f->id, "outcome", f->retried ? "retried" : "failed",
+                              "code", f->code);
         json_t *msg = json_string(f->message); /* an app's words may not be UTF-8 */
         if (!o)
             continue;

@@ -1,6 +1,6 @@
 #include "captions.h"
-#include "outfile.h"
 #include "../common/util.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,29 +9,13 @@
 #include <string.h>
 #include <unistd.h>
 
-struct out {
-    char *s;
-    size_t len, cap;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-    if (o->len + n + 1 > o->cap) {
-        o->cap = (o->len + n + 1) * 2;
-        o->s = xrealloc(o->s, o->cap);
-    }
-    memcpy(o->s + o->len, s, n);
-    o->len += n;
-    o->s[o->len] = '\0';
-}
-
-static void put_time(struct out *o, int64_t ms, char frac_sep)
+static void put_time(struct strbuf *o, int64_t ms, char frac_sep)
 {
     char buf[32];
     int n = snprintf(buf, sizeof(buf), "%02lld:%02lld:%02lld%c%03lld", (long long)(ms / 3600000),
                      (long long)(ms / 60000 % 60), (long long)(ms / 1000 % 60), frac_sep,
                      (long long)(ms % 1000));
-    put(o, buf, (size_t)n);
+    strbuf_add(o, buf, (size_t)n);
 }
 
 static int is_space(unsigned char c)
@@ -42,7 +26,7 @@ static int is_space(unsigned char c)
 /* Cue text: bytes [from, to) of text, whitespace collapsed and trimmed; for
  * WebVTT escaped, with <time> tags where words start (words: char positions
  * and times, those inside the cue). Returns 0 when the cue has no text. */
-static int cue_text(struct out *o, const char *text, size_t from, size_t to, int64_t char0,
+static int cue_text(struct strbuf *o, const char *text, size_t from, size_t to, int64_t char0,
                     const struct cap_event *words, size_t nwords, int64_t start_ms, int64_t end_ms,
                     int vtt)
 {
@@ -63,23 +47,23 @@ static int cue_text(struct out *o, const char *text, size_t from, size_t to, int
             continue;
         }
         if (pending_space)
-            put(o, " ", 1);
+            strbuf_add(o, " ", 1);
         pending_space = 0;
         if (vtt && lead && any && w < nwords && words[w].pos == ch && words[w].ms > last_ms &&
             words[w].ms < end_ms) {
-            put(o, "<", 1);
+            strbuf_add(o, "<", 1);
             put_time(o, words[w].ms, '.');
-            put(o, ">", 1);
+            strbuf_add(o, ">", 1);
             last_ms = words[w].ms;
         }
         if (vtt && c == '&')
-            put(o, "&amp;", 5);
+            strbuf_add(o, "&amp;", 5);
         else if (vtt && c == '<')
-            put(o, "&lt;", 4);
+            strbuf_add(o, "&lt;", 4);
         else if (vtt && c == '>')
-            put(o, "&gt;", 4);
+            strbuf_add(o, "&gt;", 4);
         else
-            put(o, (const char *)&text[i], 1);
+            strbuf_add(o, (const char *)&text[i], 1);
         any = 1;
         ch += lead;
     }
@@ -122,9 +106,9 @@ char *captions_build(const char *text, size_t len, const struct cap_event *ev, s
         }
     }
 
-    struct out o = {0};
+    struct strbuf o = {0};
     if (vtt)
-        put(&o, "WEBVTT\n\n", 8);
+        strbuf_add(&o, "WEBVTT\n\n", 8);
     int cue = 0;
     size_t k = 0;
     while (k < ns) {
@@ -137,19 +121,19 @@ char *captions_build(const char *text, size_t len, const struct cap_event *ev, s
         int64_t start = sent[k].ms, end = next < ns ? sent[next].ms : duration_ms;
         if (end <= start)
             end = start + 1;
-        struct out t = {0};
+        struct strbuf t = {0};
         if (cue_text(&t, text, off[from], off[to], from, words, nw, start, end, vtt)) {
             char num[32];
             if (!vtt) {
                 int m = snprintf(num, sizeof(num), "%d\n", ++cue);
-                put(&o, num, (size_t)m);
+                strbuf_add(&o, num, (size_t)m);
             }
             put_time(&o, start, vtt ? '.' : ',');
-            put(&o, " --> ", 5);
+            strbuf_add(&o, " --> ", 5);
             put_time(&o, end, vtt ? '.' : ',');
-            put(&o, "\n", 1);
-            put(&o, t.s, t.len);
-            put(&o, "\n\n", 2);
+            strbuf_add(&o, "\n", 1);
+            strbuf_add(&o, t.s, t.len);
+            strbuf_add(&o, "\n\n", 2);
         }
         free(t.s);
         k = next;
@@ -158,7 +142,7 @@ char *captions_build(const char *text, size_t len, const struct cap_event *ev, s
     free(sent);
     free(words);
     if (!o.s)
-        put(&o, "", 0);
+        strbuf_add(&o, "", 0);
     return o.s;
 }
 

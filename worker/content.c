@@ -12,22 +12,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* A growing UTF-8 string. */
-struct sbuf {
-    char *s;
-    size_t len, cap;
-};
-
-static void sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        b->cap = (b->len + n + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
 
 /* "text/html; charset=ISO-8859-1" -> type "text/html", charset "ISO-8859-1". */
 static void parse_media_type(const char *ct, char *type, size_t tlen, char *charset, size_t clen)
@@ -207,7 +191,7 @@ static int block_element(const xmlNode *n)
 
 /* Text of an HTML tree: whitespace collapsed, one paragraph ("\n\n") per block. */
 struct extract {
-    struct sbuf out;
+    struct strbuf out;
     int pending_space; /* a space is owed before the next word */
     int pending_break; /* a paragraph break is owed before the next word */
 };
@@ -226,12 +210,12 @@ static void emit_text(struct extract *x, const char *s)
             n++;
         if (x->out.len) {
             if (x->pending_break)
-                sb_add(&x->out, "\n\n", 2);
+                strbuf_add(&x->out, "\n\n", 2);
             else if (x->pending_space)
-                sb_add(&x->out, " ", 1);
+                strbuf_add(&x->out, " ", 1);
         }
         x->pending_space = x->pending_break = 0;
-        sb_add(&x->out, p, n);
+        strbuf_add(&x->out, p, n);
         p += n;
     }
 }

@@ -1,7 +1,7 @@
 #include "leveler.h"
+#include "../common/util.h"
 #include "encode.h"
 #include "outfile.h"
-#include "../common/util.h"
 
 #include <ebur128.h>
 #include <errno.h>
@@ -14,13 +14,13 @@
 
 #define BLOCK 8192
 #define RELEASE_MS 50
-#define MAX_ROUNDS 16       /* passes over the audio, the last one encoding */
+#define MAX_ROUNDS 16 /* passes over the audio, the last one encoding */
 
 struct leveler {
     int rate;
     double target, ceiling;
     double margin; /* dB under the ceiling the limiter aims at */
-    int fd;          /* the spilled audio, unnamed */
+    int fd;        /* the spilled audio, unnamed */
     uint64_t frames;
     ebur128_state *in;
     int16_t buf[BLOCK];
@@ -103,12 +103,12 @@ int leveler_push(struct leveler *l, const int16_t *pcm, size_t frames, char *err
 
 struct limiter {
     double threshold, release;
-    int la;                      /* look-ahead, samples */
-    uint64_t n;                  /* samples taken */
-    double x[LOOKAHEAD_MAX];     /* the input, delayed */
-    double m[LOOKAHEAD_MAX];     /* the last la window minima */
+    int la;                  /* look-ahead, samples */
+    uint64_t n;              /* samples taken */
+    double x[LOOKAHEAD_MAX]; /* the input, delayed */
+    double m[LOOKAHEAD_MAX]; /* the last la window minima */
     double msum;
-    int qi[LOOKAHEAD_MAX * 2];   /* a deque of sample indices (mod), increasing r */
+    int qi[LOOKAHEAD_MAX * 2]; /* a deque of sample indices (mod), increasing r */
     double qr[LOOKAHEAD_MAX * 2];
     uint64_t qn[LOOKAHEAD_MAX * 2];
     int qh, qt;
