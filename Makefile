@@ -62,7 +62,7 @@ COMMON_SRC := $(wildcard common/*.c)
 SHELL_SRC  := worker/worker.c worker/app.c
 HTTP_SRC   := worker/fetch.c worker/content.c worker/http_so.c
 ENGINE_SRC := worker/synth_espeak.c worker/encode.c worker/normalize.c worker/voices.c \
-              worker/tts_render.c worker/captions.c worker/leveler.c
+              worker/tts_render.c worker/captions.c worker/leveler.c worker/cache.c
 NOAUDIO_SRC := worker/noaudio.c
 PIPE_SRC   := $(filter-out $(SHELL_SRC) $(HTTP_SRC) $(ENGINE_SRC) $(NOAUDIO_SRC),$(wildcard worker/*.c))
 TLS_SRC    := master/tls_relay.c

@@ -82,6 +82,7 @@ struct config {
     int progress;
     char *captions; /* none, vtt, srt or both */
     int loudness;   /* LUFS; 0 = off */
+    int cache, cache_max_mb;
     int true_peak;  /* dBTP */
     char *metadata_artist, *metadata_album, *metadata_comment; /* "" = none */
 

@@ -215,6 +215,8 @@ int scoreboard_acquire(struct scoreboard *sb)
         atomic_store(&s->engine_crashes, 0);
         atomic_store(&s->engine_timeouts, 0);
         atomic_store(&s->recycled_for_memory, 0);
+        atomic_store(&s->cache_hits, 0);
+        atomic_store(&s->cache_misses, 0);
         s->current_job[0] = '\0';
         atomic_store(&s->seq, 0);
         s->broker_error[0] = '\0';

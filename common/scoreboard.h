@@ -115,6 +115,7 @@ struct sb_slot {
     atomic_uint_least64_t engine_crashes;  /* engine children that died on a job */
     atomic_uint_least64_t engine_timeouts; /* ... killed because a job ran past job_timeout */
     atomic_int recycled_for_memory; /* it stops itself because of max_rss */
+    atomic_uint_least64_t cache_hits, cache_misses; /* jobs with cache: reused or made */
     atomic_uint seq; /* odd while current_job is being written */
     char current_job[SCOREBOARD_JOB_LEN];
     atomic_uint err_seq; /* the same for broker_error */

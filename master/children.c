@@ -156,6 +156,8 @@ static void account_exit(struct master *m, struct child *c, int status)
     m->retired_dead += atomic_load(&s->jobs_dead);
     m->retired_engine_crashes += atomic_load(&s->engine_crashes);
     m->retired_engine_timeouts += atomic_load(&s->engine_timeouts);
+    m->retired_cache_hits += atomic_load(&s->cache_hits);
+    m->retired_cache_misses += atomic_load(&s->cache_misses);
     for (int k = 0; k <= HIST_JOB_BUCKETS; k++)
         m->retired_job_seconds.le[k] += atomic_load(&s->job_seconds.le[k]);
     m->retired_job_seconds.sum_us += atomic_load(&s->job_seconds.sum_us);

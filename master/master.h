@@ -86,6 +86,7 @@ struct master {
     uint64_t retired_engine_crashes, retired_engine_timeouts;
     uint64_t restarts_by_reason[XR_COUNT];
     uint64_t slow_jobs; /* jobs warned about at slow_job */
+    uint64_t retired_cache_hits, retired_cache_misses;
     struct {
         uint64_t le[HIST_JOB_BUCKETS + 1];
         uint64_t sum_us;

@@ -231,10 +231,13 @@ void metrics_render(struct master *m, struct evbuffer *b)
     int connected = 0;
     uint64_t rss_kb = 0, in_hand = 0, transfers = 0;
     double cpu_s = m->retired_cpu_s;
+    uint64_t cache_hits = m->retired_cache_hits, cache_misses = m->retired_cache_misses;
     for (int i = 0; i < m->nchildren; i++) {
         struct sb_slot *s = scoreboard_slot(m->sb, m->children[i].slot);
         engine_crashes += atomic_load(&s->engine_crashes);
         engine_timeouts += atomic_load(&s->engine_timeouts);
+        cache_hits += atomic_load(&s->cache_hits);
+        cache_misses += atomic_load(&s->cache_misses);
         for (int k = 0; k <= HIST_AUDIO_BUCKETS; k++)
             audio_le[k] += atomic_load(&s->audio_seconds.le[k]);
         audio_sum_ms += atomic_load(&s->audio_seconds.sum_ms);
@@ -251,6 +254,12 @@ void metrics_render(struct master *m, struct evbuffer *b)
     }
 
     job_metrics(m, b);
+    header(b, "c2a_cache_lookups_total", "counter",
+           "Jobs that asked for the cache, by result: hit (reused) or miss (made and added).");
+    evbuffer_add_printf(b, "c2a_cache_lookups_total{result=\"hit\"} %llu\n",
+                        (unsigned long long)cache_hits);
+    evbuffer_add_printf(b, "c2a_cache_lookups_total{result=\"miss\"} %llu\n",
+                        (unsigned long long)cache_misses);
     header(b, "c2a_jobs_slow_total", "counter", "Jobs that ran past slow_job (warned about).");
     evbuffer_add_printf(b, "c2a_jobs_slow_total %llu\n", (unsigned long long)m->slow_jobs);
     header(b, "c2a_worker_restarts_total", "counter",

@@ -148,6 +148,14 @@ json_t *status_build(struct master *m, int full)
     json_object_set_new(totals, "engine_crashes", json_integer((json_int_t)engine_crashes));
     json_object_set_new(totals, "engine_timeouts", json_integer((json_int_t)engine_timeouts));
     json_object_set_new(totals, "slow_jobs", json_integer((json_int_t)m->slow_jobs));
+    uint64_t hits = m->retired_cache_hits, misses = m->retired_cache_misses;
+    for (int i = 0; i < m->nchildren; i++) {
+        struct sb_slot *s = scoreboard_slot(m->sb, m->children[i].slot);
+        hits += atomic_load(&s->cache_hits);
+        misses += atomic_load(&s->cache_misses);
+    }
+    json_object_set_new(totals, "cache_hits", json_integer((json_int_t)hits));
+    json_object_set_new(totals, "cache_misses", json_integer((json_int_t)misses));
     json_t *broker = json_object_get(doc, "broker");
     json_object_set_new(broker, "url", json_string(probe_url(m->probe)));
     json_object_set_new(broker, "probe_connected", json_boolean(probe_connected(m->probe)));

@@ -399,6 +399,7 @@ int job_parse(const char *body, size_t len, const char *message_id,
         get_bool(root, "include_text", 0, &job->include_text, err) < 0 ||
         get_bool(root, "progress", defs->progress, &job->progress, err) < 0 ||
         get_captions(root, defs->captions, &job->captions, err) < 0 ||
+        get_bool(root, "cache", defs->cache, &job->cache, err) < 0 ||
         get_db(root, "loudness", defs->loudness, -70, -5, 1, &job->loudness, err) < 0 ||
         get_db(root, "true_peak", defs->true_peak, -9, 0, 0, &job->true_peak, err) < 0 ||
         get_tags(root, defs, job, err) < 0)

@@ -34,6 +34,7 @@ struct job_defaults {
     int progress;
     int captions;
     int loudness, true_peak; /* [output]: LUFS (0 = off) and dBTP */
+    int cache;
     const char *tags[JOB_TAGS]; /* [output] metadata_*; NULL or "" for none */
 };
 
@@ -55,6 +56,7 @@ struct job {
     int include_text;   /* the result carries the text that was spoken */
     int progress;       /* progress messages to reply_to while it is spoken */
     int captions;       /* CAPTIONS_VTT | CAPTIONS_SRT (captions.h) files beside the audio */
+    int cache;          /* reuse an identical earlier output (cache.h) */
     double loudness;    /* target integrated loudness, LUFS; 0 = as synthesized */
     double true_peak;   /* ceiling, dBTP, with loudness */
     char *tags[JOB_TAGS]; /* owned; NULL for none */

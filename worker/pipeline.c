@@ -698,6 +698,10 @@ static json_t *audio_result(struct task *t)
     }
     if (t->work.spoken_text)
         json_object_set_new(doc, "text", json_string(t->work.spoken_text));
+    if (t->job.cache && t->job.engine == ENGINE_ESPEAK) {
+        json_object_set_new(doc, "cached", json_boolean(t->work.cached));
+        atomic_fetch_add(t->work.cached ? &t->slot->cache_hits : &t->slot->cache_misses, 1);
+    }
     if (t->work.levelled) {
         /* As measured after levelling; silence has no loudness (null). */
         double l = t->work.loudness_lufs, p = t->work.true_peak_dbtp;
@@ -1118,7 +1122,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
                                  : strcmp(cfg->captions, "srt") == 0  ? CAPTIONS_SRT
                                  : strcmp(cfg->captions, "both") == 0 ? CAPTIONS_VTT | CAPTIONS_SRT
                                                                       : 0),
-                                cfg->loudness, cfg->true_peak,
+                                cfg->loudness, cfg->true_peak, cfg->cache,
                                 {NULL, cfg->metadata_artist, cfg->metadata_album,
                                  cfg->metadata_comment, NULL}};
     struct job_error err;

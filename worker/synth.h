@@ -53,6 +53,7 @@ struct synth_work {
      * closed in it, and the worker commits it (commit.h) */
     const char *tmp_tag;
     int max_duration_s;
+    int cache_max_mb;     /* [output] cache_max_mb, for a job with cache */
     /* SW_RENDER of a job with captions: each piece's text, a cue each */
     char *const *texts;
     int n_texts;
@@ -71,6 +72,7 @@ struct synth_work {
     char *marks_json;     /* "[{...}]" when the job asked for marks; malloc'd */
     int captions_written; /* CAPTIONS_* files left beside the audio's temporary file */
     int levelled;         /* loudness was applied: what was measured after */
+    int cached;           /* the files came from the cache (cache.h) */
     double loudness_lufs, true_peak_dbtp;
     char *spoken_text;    /* the text spoken, when the job asked (include_text); malloc'd */
     char **pieces;        /* SW_PREPARE: malloc'd, content_free_pieces() */

@@ -1,4 +1,5 @@
 #include "synth.h"
+#include "cache.h"
 #include "captions.h"
 #include "leveler.h"
 #include "engine_api.h"
@@ -185,31 +186,6 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     char name[JOB_NAME_MAX + 16];
     outfile_job_name(job, name, sizeof(name));
     int out_rate = encode_output_rate(job->format, job->sample_rate, s->rate);
-    struct capture c = {.want_marks = job->marks, .want_captions = job->captions};
-    int permanent;
-    c.enc = encoder_open(job->format, s->rate, out_rate, w->output_dir, name, w->tmp_tag,
-                         &permanent, w->message, sizeof(w->message));
-    if (!c.enc) {
-        w->permanent = permanent;
-        strlcpy_c2a(w->code, permanent ? "bad_field" : "write_failed", sizeof(w->code));
-        return;
-    }
-    if (encoder_set_tags(c.enc, job->tags, w->message, sizeof(w->message)) < 0) {
-        encoder_abort(c.enc);
-        w->permanent = 1;
-        strlcpy_c2a(w->code, "bad_field", sizeof(w->code));
-        return;
-    }
-    if (job->loudness != 0 &&
-        !(c.lev = leveler_new(s->rate, job->loudness, job->true_peak, encode_lossy(job->format),
-                              w->output_dir, w->message, sizeof(w->message)))) {
-        encoder_abort(c.enc);
-        strlcpy_c2a(w->code, "write_failed", sizeof(w->code));
-        return;
-    }
-    c.max_frames = (size_t)w->max_duration_s * (size_t)s->rate;
-    if (c.want_marks)
-        marks_append(&c, "[");
     /* Known crashers and long junk tokens are made speakable first; ordinary
      * prose passes unchanged (normalize.h). Marks refer to this text. */
     size_t nlen;
@@ -218,6 +194,42 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         free(w->spoken_text);
         w->spoken_text = xstrdup(norm);
     }
+    struct cache_key key;
+    if (job->cache) {
+        cache_key(w, vc.espeak, out_rate, norm, nlen, &key);
+        if (cache_fetch(w, &key, name)) {
+            free(norm);
+            return;
+        }
+    }
+    struct capture c = {.want_marks = job->marks, .want_captions = job->captions};
+    int permanent;
+    c.enc = encoder_open(job->format, s->rate, out_rate, w->output_dir, name, w->tmp_tag,
+                         &permanent, w->message, sizeof(w->message));
+    if (!c.enc) {
+        w->permanent = permanent;
+        strlcpy_c2a(w->code, permanent ? "bad_field" : "write_failed", sizeof(w->code));
+        free(norm);
+        return;
+    }
+    if (encoder_set_tags(c.enc, job->tags, w->message, sizeof(w->message)) < 0) {
+        encoder_abort(c.enc);
+        w->permanent = 1;
+        strlcpy_c2a(w->code, "bad_field", sizeof(w->code));
+        free(norm);
+        return;
+    }
+    if (job->loudness != 0 &&
+        !(c.lev = leveler_new(s->rate, job->loudness, job->true_peak, encode_lossy(job->format),
+                              w->output_dir, w->message, sizeof(w->message)))) {
+        encoder_abort(c.enc);
+        strlcpy_c2a(w->code, "write_failed", sizeof(w->code));
+        free(norm);
+        return;
+    }
+    c.max_frames = (size_t)w->max_duration_s * (size_t)s->rate;
+    if (c.want_marks)
+        marks_append(&c, "[");
     c.w = w;
     c.total_chars = (int64_t)job_utf8_chars(norm, nlen);
     c.progress_at_ms = now_mono_ms(); /* the first a second in */
@@ -270,6 +282,8 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
         c.marks = NULL;
     }
     free(c.marks);
+    if (w->ok && job->cache)
+        cache_store(w, &key, name, w->cache_max_mb);
 }
 
 /* The text a speech job speaks: its own, or its fetched content made speakable

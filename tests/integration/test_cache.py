@@ -1,0 +1,65 @@
+"""The output cache: an identical job reuses the earlier files (hard links, a
+rename like any commit), at least 10x faster; anything that changes the file
+misses; the size limit evicts the least recently used."""
+
+import hashlib
+import os
+import subprocess
+
+import requests
+
+from test_pipeline import queue_of
+
+SENTENCE = "The keeper climbed the hundred and twelve steps and lit the lamp at dusk. "
+TEXT = SENTENCE * 80  # about 6,000 characters
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_a_repeated_job_is_served_from_the_cache(daemon, broker):
+    d = daemon(output={"cache": "yes"}, workers={"count": "1"}).start()
+    q = queue_of(d)
+    job = {"text": TEXT, "format": "ogg", "captions": "both", "marks": True}
+    broker.publish(q, dict(job, id="first"))
+    first = broker.wait_results(1)["first"]
+    assert first["status"] == "ok" and first["cached"] is False, first
+    broker.publish(q, dict(job, id="again"))
+    broker.publish(q, dict(job, id="faster", rate=220))       # another file
+    broker.publish(q, dict(job, id="nocache", cache=False))
+    res = broker.wait_results(4)
+    again = res["again"]
+    assert again["status"] == "ok" and again["cached"] is True, again
+    assert again["elapsed_ms"] * 10 <= first["elapsed_ms"], (again, first)
+    assert again["sha256"] == first["sha256"] == sha(again["path"])
+    assert again["path"] != first["path"] and again["duration_ms"] == first["duration_ms"]
+    assert again["marks"] == first["marks"]
+    for kind in ("vtt", "srt"):
+        assert open(again["captions"][kind]).read() == open(first["captions"][kind]).read()
+    assert res["faster"]["cached"] is False and res["faster"]["sha256"] != first["sha256"]
+    assert "cached" not in res["nocache"]
+    st = d.status()
+    assert st["totals"]["cache_hits"] == 1 and st["totals"]["cache_misses"] == 2
+    metrics = requests.get(d.url + "/metrics", timeout=5).text
+    assert 'c2a_cache_lookups_total{result="hit"} 1\n' in metrics
+
+
+def test_the_cache_keeps_under_its_size(daemon, broker):
+    d = daemon(output={"cache": "yes", "cache_max_mb": "1"}, workers={"count": "1"}).start()
+    q = queue_of(d)
+    for i in range(8):  # ~300 kB of WAV each
+        broker.publish(q, {"id": f"j{i}", "text": f"Number {i}. " + SENTENCE * 2})
+    res = broker.wait_results(8)
+    assert all(r["status"] == "ok" for r in res.values())
+    cdir = os.path.join(os.path.dirname(res["j0"]["path"]), ".c2a-cache")
+    used = int(subprocess.run(["du", "-sk", cdir], capture_output=True, text=True,
+                              check=True).stdout.split()[0])
+    assert 0 < used <= 1024, used
+    names = os.listdir(cdir)
+    assert not [n for n in names if n.endswith(".tmp")]
+    # The newest entry is there, the oldest went first.
+    keys = {n.split(".")[0] for n in names}
+    assert len(keys) < 8 and all(len(k) == 64 for k in keys)
+    broker.publish(q, {"id": "j7-again", "text": "Number 7. " + SENTENCE * 2})
+    assert broker.wait_results(9)["j7-again"]["cached"] is True
