@@ -202,6 +202,8 @@ void job_clear(struct job *job)
     free(job->content);
     free(job->upload_url);
     free(job->callback_url);
+    free(job->captions_upload[0]);
+    free(job->captions_upload[1]);
     memset(job, 0, sizeof(*job));
 }
 
@@ -404,6 +406,26 @@ int job_parse(const char *body, size_t len, const char *message_id,
         get_db(root, "true_peak", defs->true_peak, -9, 0, 0, &job->true_peak, err) < 0 ||
         get_tags(root, defs, job, err) < 0)
         goto out;
+    json_t *cu = json_object_get(root, "captions_upload_url");
+    if (cu && !json_is_null(cu)) {
+        const char *key;
+        json_t *v;
+        if (!json_is_object(cu)) {
+            fail(err, "bad_field", "captions_upload_url: expected {\"vtt\": URL, \"srt\": URL}");
+            goto out;
+        }
+        json_object_foreach(cu, key, v)
+        {
+            int kind = strcmp(key, "vtt") == 0 ? 0 : strcmp(key, "srt") == 0 ? 1 : -1;
+            if (kind < 0 || !(job->captions & (1 << kind))) {
+                fail(err, "bad_field", "captions_upload_url: %.8s is not among the captions asked",
+                     key);
+                goto out;
+            }
+            if (get_url(cu, key, &job->captions_upload[kind], err) < 0)
+                goto out;
+        }
+    }
     if (job->captions && job->source == JOB_SSML) {
         fail(err, "bad_field", "captions: not for ssml jobs (text and url jobs only)");
         goto out;

@@ -52,6 +52,7 @@ struct job {
     enum job_engine engine;
     char *upload_url;   /* PUT the audio here; owned, NULL for none */
     char *callback_url; /* POST the result here; owned, NULL for none */
+    char *captions_upload[2]; /* PUT the vtt, srt captions here; owned, NULL for none */
     int keep_file;      /* with upload_url: keep the local file too */
     int include_text;   /* the result carries the text that was spoken */
     int progress;       /* progress messages to reply_to while it is spoken */

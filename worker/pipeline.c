@@ -532,6 +532,37 @@ static void on_callback_done(void *arg, struct fetch_result *r)
     finish_ok(t->p, t);
 }
 
+static void on_caption_uploaded(void *arg, struct fetch_result *r)
+{
+    struct task *t = arg;
+    struct pipeline *p = t->p;
+    net_end(t, &t->net, 0);
+    int cap = t->job.captions_upload[0] ? 0 : 1;
+    const char *kind = cap ? "srt" : "vtt";
+    if (!r->ok) {
+        task_fail(p, t, r->transient, "upload_failed", "captions_upload_url (%s): %s", kind,
+                  r->error);
+        return;
+    }
+    json_t *urls = json_object_get(t->result, "captions_urls");
+    if (!urls) {
+        urls = json_object();
+        json_object_set_new(t->result, "captions_urls", urls);
+    }
+    json_object_set_new(urls, kind, json_string(t->job.captions_upload[cap]));
+    json_t *paths = json_object_get(t->result, "captions");
+    const char *path = json_string_value(json_object_get(paths, kind));
+    if (!t->job.keep_file && path) {
+        if (unlink(path) < 0)
+            log_warn("job %s: cannot remove %s after its upload: %s", t->job.id, path,
+                     strerror(errno));
+        json_object_set_new(paths, kind, json_null());
+    }
+    free(t->job.captions_upload[cap]);
+    t->job.captions_upload[cap] = NULL;
+    after_audio(p, t);
+}
+
 static void on_upload_done(void *arg, struct fetch_result *r)
 {
     struct task *t = arg;
@@ -553,11 +584,32 @@ static void on_upload_done(void *arg, struct fetch_result *r)
     after_audio(p, t);
 }
 
-/* The audio file is written: upload it, call back, then publish the result. */
+static void on_caption_uploaded(void *arg, struct fetch_result *r);
+
+/* The audio file is written: upload it, then its captions, call back, then
+ * publish the result. Each step ends by calling this again. */
 static void after_audio(struct pipeline *p, struct task *t)
 {
     const struct config *cfg = p->env.cfg;
-    if (t->job.upload_url) {
+    int cap = t->job.captions_upload[0] ? 0 : t->job.captions_upload[1] ? 1 : -1;
+    if (!t->job.upload_url && cap >= 0) {
+        json_t *paths = json_object_get(t->result, "captions");
+        const char *path = json_string_value(json_object_get(paths, cap ? "srt" : "vtt"));
+        if (!path) {
+            task_fail(p, t, 0, "upload_failed", "captions_upload_url: no %s file",
+                      cap ? "srt" : "vtt");
+            return;
+        }
+        struct fetch_req req = {.method = FETCH_PUT, .url = t->job.captions_upload[cap],
+                                .content_type = cap ? "application/x-subrip; charset=utf-8"
+                                                    : "text/vtt; charset=utf-8",
+                                .upload_path = path, .max_bytes = SMALL_ANSWER,
+                                .timeout_s = cfg->upload_timeout};
+        if (t->phase != PH_UPLOAD)
+            list_append(p, t);
+        t->phase = PH_UPLOAD;
+        net_start(t, &t->net, &req, on_caption_uploaded, t);
+    } else if (t->job.upload_url) {
         struct fetch_req req = {.method = FETCH_PUT, .url = t->job.upload_url,
                                 .content_type = format_mime(t->job.format),
                                 .upload_path = t->work.enc.path, .max_bytes = SMALL_ANSWER,
@@ -1032,7 +1084,7 @@ static void app_job_id(const struct amqp_delivery *d, char *id, size_t len)
 static int job_needs_http(const struct job *job)
 {
     return job->source == JOB_URL || job->upload_url || job->callback_url ||
-           job->engine == ENGINE_HTTP;
+           job->captions_upload[0] || job->captions_upload[1] || job->engine == ENGINE_HTTP;
 }
 
 /* HTTP support is loaded, and the worker's fetcher made, by the first job that

@@ -111,3 +111,35 @@ def test_a_cue_per_piece_from_the_http_engine(daemon, broker, web):
             last_end = end
         words = " ".join(html.unescape(t) for _, _, t in cs)
         assert "".join(words.split()) == "".join(TEXT.split())
+
+
+def test_captions_uploaded_like_the_audio(daemon, broker, web):
+    from test_fetch import LOCAL
+    for path in ("/up/a.mp3", "/up/a.vtt", "/up/a.srt", "/up/b.vtt"):
+        web.static(path, None, b"", status=201)
+    d = daemon(fetch=LOCAL, workers={"count": "1"}).start()
+    q = queue_of(d)
+    broker.publish(q, {"id": "a", "text": TEXT, "format": "mp3", "captions": "both",
+                       "upload_url": web.url("/up/a.mp3"), "keep_file": False,
+                       "captions_upload_url": {"vtt": web.url("/up/a.vtt"),
+                                               "srt": web.url("/up/a.srt")}})
+    broker.publish(q, {"id": "b", "text": TEXT, "captions": "vtt",
+                       "captions_upload_url": {"vtt": web.url("/up/b.vtt")}})
+    broker.publish(q, {"id": "c", "text": TEXT, "captions": "vtt",
+                       "captions_upload_url": {"srt": web.url("/up/c.srt")}})
+    res = broker.wait_results(3)
+    a = res["a"]
+    assert a["status"] == "ok", a
+    assert a["captions_urls"] == {"vtt": web.url("/up/a.vtt"), "srt": web.url("/up/a.srt")}
+    assert a["captions"] == {"vtt": None, "srt": None} and a["path"] is None
+    (vtt,) = web.got("/up/a.vtt", "PUT")
+    (srt,) = web.got("/up/a.srt", "PUT")
+    assert vtt.headers["Content-Type"].startswith("text/vtt") and vtt.body.startswith(b"WEBVTT")
+    assert srt.headers["Content-Type"].startswith("application/x-subrip")
+    assert srt.body.startswith(b"1\n00:00:00,000 --> ")
+    b = res["b"]
+    (bput,) = web.got("/up/b.vtt", "PUT")
+    assert b["status"] == "ok" and b["captions_urls"] == {"vtt": web.url("/up/b.vtt")}
+    assert open(b["captions"]["vtt"], "rb").read() == bput.body  # kept: keep_file's default
+    assert res["c"]["status"] == "error" and "not among the captions" in \
+        res["c"]["error"]["message"]
