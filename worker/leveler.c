@@ -53,6 +53,15 @@ struct leveler *leveler_new(int rate, double target_lufs, double ceiling_dbtp, i
     if (slash)
         *slash = '\0';
     int fd = open(tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+        /* A file system without unnamed files (NFS): a named one, unlinked
+         * at once (outfile_clean_stale() takes it if we die in between). */
+        char named[4200];
+        snprintf(named, sizeof(named), "%s/%d.spill", tmpdir, (int)getpid());
+        fd = open(named, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            unlink(named);
+    }
     if (fd < 0) {
         snprintf(err, errlen, "loudness: a spill file in %.200s: %s", tmpdir, strerror(errno));
         return NULL;
