@@ -71,8 +71,8 @@ struct leveler *leveler_new(int rate, double target_lufs, double ceiling_dbtp, i
     l->target = target_lufs;
     l->ceiling = ceiling_dbtp;
     /* Lossy codecs ring: their decoded peaks pass the input's by up to 1.5 dB
-     * on loud, limited speech; resampling adds a little everywhere. */
-    l->margin = lossy ? 2.0 : 0.5;
+     * on loud, limited speech (Vorbis by up to 2 dB); resampling adds a little. */
+    l->margin = lossy ? 3.0 : 0.5;
     l->fd = fd;
     l->in = ebur128_init(1, (unsigned long)rate, EBUR128_MODE_I | EBUR128_MODE_TRUE_PEAK);
     if (!l->in) {
@@ -295,7 +295,7 @@ int leveler_finish(struct leveler *l, struct encoder *enc, double *lufs, double 
             break;
         /* The limiter took some loudness off: give it back (the limiter keeps
          * the peaks where they must be). */
-        int peaks_pass = db(got_tp) > l->ceiling - l->margin / 2;
+        int peaks_pass = db(got_tp) > l->ceiling - l->margin + 0.3;
         int off_target = isfinite(got) && fabs(l->target - got) > 0.2;
         if (peaks_pass) /* peaks between the samples still pass: limit lower */
             threshold *= pow(10, (l->ceiling - l->margin - db(got_tp)) / 20);
