@@ -44,7 +44,6 @@
 #define DEAD_MAX_ARGS (16 + DEAD_MAX_IDS_HTTP * 2)
 
 struct helper {
-    struct dead_api *api;
     pid_t pid; /* 0: a free entry */
     struct bufferevent *out;
     struct event *deadline;
@@ -370,7 +369,6 @@ void dead_api_handle(struct dead_api *a, struct evhttp_request *req, const char 
         goto out;
     }
     evutil_make_socket_nonblocking(fd);
-    h->api = a;
     h->pid = pid;
     h->req = req;
     h->evcon = evhttp_request_get_connection(req);

@@ -69,18 +69,6 @@ static const char *audio_ext(const struct synth_work *w, const char *audio_name)
     return w->job->format;
 }
 
-static void unlink_taken(const struct synth_work *w, const char *audio_name, int kinds)
-{
-    char tmp[4096], name[512];
-    for (int kind = CAPTIONS_VTT; kind <= CAPTIONS_SRT; kind <<= 1) {
-        if (!(kinds & kind))
-            continue;
-        captions_name(audio_name, kind, name, sizeof(name));
-        outfile_tmp_path(tmp, sizeof(tmp), w->output_dir, w->tmp_tag, name);
-        unlink(tmp);
-    }
-}
-
 int cache_fetch(struct synth_work *w, const struct cache_key *k, const char *audio_name)
 {
     char path[4096], tmp[4096];
@@ -104,7 +92,7 @@ int cache_fetch(struct synth_work *w, const struct cache_key *k, const char *aud
         entry_path(from, sizeof(from), w->output_dir, k, kind == CAPTIONS_VTT ? "vtt" : "srt");
         unlink(tmp);
         if (link(from, tmp) < 0) {
-            unlink_taken(w, audio_name, taken);
+            captions_remove_tmp(w->output_dir, w->tmp_tag, audio_name, taken);
             json_decref(meta);
             return 0; /* evicted meanwhile: a miss */
         }
@@ -113,7 +101,7 @@ int cache_fetch(struct synth_work *w, const struct cache_key *k, const char *aud
     outfile_tmp_path(tmp, sizeof(tmp), w->output_dir, w->tmp_tag, audio_name);
     unlink(tmp);
     if (link(path, tmp) < 0) {
-        unlink_taken(w, audio_name, taken);
+        captions_remove_tmp(w->output_dir, w->tmp_tag, audio_name, taken);
         json_decref(meta);
         return 0;
     }

@@ -146,7 +146,7 @@ char *captions_build(const char *text, size_t len, const struct cap_event *ev, s
     return o.s;
 }
 
-static void remove_written(const char *dir, const char *tag, const char *audio_name, int kinds)
+void captions_remove_tmp(const char *dir, const char *tag, const char *audio_name, int kinds)
 {
     for (int k = CAPTIONS_VTT; k <= CAPTIONS_SRT; k <<= 1) {
         if (!(kinds & k))
@@ -189,7 +189,7 @@ int captions_write(const char *dir, const char *tag, const char *audio_name, int
         if (fd < 0 || done < total) {
             snprintf(err, errlen, "%.160s: %s", tmp, strerror(e));
             unlink(tmp);
-            remove_written(dir, tag, audio_name, *written);
+            captions_remove_tmp(dir, tag, audio_name, *written);
             *written = 0;
             return -1;
         }

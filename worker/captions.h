@@ -37,6 +37,9 @@ int captions_write(const char *dir, const char *tag, const char *audio_name, int
                    const char *text, size_t len, const struct cap_event *ev, size_t n,
                    int64_t duration_ms, int *written, char *err, size_t errlen);
 
+/* Remove the temporary files of kinds that captions_write() left. */
+void captions_remove_tmp(const char *dir, const char *tag, const char *audio_name, int kinds);
+
 /* The captions' file name for an audio file name: its extension replaced (the
  * worker's side needs it as well as the engine's: inline here). */
 static inline void captions_name(const char *audio_name, int kind, char *out, size_t len)
