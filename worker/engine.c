@@ -99,6 +99,7 @@ static void encode_work(struct wbuf *b, const struct synth_work *w)
         put_int(b, j->progress);
         put_int(b, j->captions);
         put_int(b, j->cache);
+        wbuf_str(b, w->cache_key);
         wbuf_i64(b, (int64_t)llround(j->loudness * 1000));
         wbuf_i64(b, (int64_t)llround(j->true_peak * 1000));
         for (int t = 0; t < JOB_TAGS; t++)
@@ -158,6 +159,7 @@ static int decode_work(struct rbuf *r, struct synth_work *w, struct job *j)
     j->progress = get_int(r);
     j->captions = get_int(r) & (CAPTIONS_VTT | CAPTIONS_SRT);
     j->cache = get_int(r) != 0;
+    rbuf_strcpy(r, w->cache_key, sizeof(w->cache_key));
     j->loudness = (double)rbuf_i64(r) / 1000;
     j->true_peak = (double)rbuf_i64(r) / 1000;
     for (int t = 0; t < JOB_TAGS; t++)
@@ -212,6 +214,7 @@ static void encode_result(struct wbuf *b, const struct synth_work *w)
     put_int(b, w->captions_written);
     put_int(b, w->levelled);
     put_int(b, w->cached);
+    wbuf_str(b, w->cache_key);
     wbuf_i64(b, isfinite(w->loudness_lufs) ? (int64_t)llround(w->loudness_lufs * 1000) : INT64_MIN);
     wbuf_i64(b, isfinite(w->true_peak_dbtp) ? (int64_t)llround(w->true_peak_dbtp * 1000) : INT64_MIN);
     put_int(b, w->spoken_text != NULL);
@@ -252,6 +255,7 @@ static int decode_result(struct rbuf *r, struct synth_work *w)
     w->captions_written = get_int(r) & (CAPTIONS_VTT | CAPTIONS_SRT);
     int levelled = get_int(r);
     w->cached = get_int(r) != 0;
+    rbuf_strcpy(r, w->cache_key, sizeof(w->cache_key));
     int64_t lufs = rbuf_i64(r), tp = rbuf_i64(r);
     w->levelled = levelled;
     w->loudness_lufs = lufs == INT64_MIN ? -HUGE_VAL : (double)lufs / 1000;
@@ -420,6 +424,9 @@ static void child_run(struct engine *e, const struct engine_api *api, struct syn
     }
     w.output_dir = e->env.cfg->output_dir;
     w.cache_max_mb = e->env.cfg->cache_max_mb;
+    char *scope = xasprintf("%s %s", e->env.cfg->http_url ? e->env.cfg->http_url : "",
+                            e->env.cfg->http_model ? e->env.cfg->http_model : "");
+    w.http_scope = scope;
     w.max_duration_s = e->env.cfg->max_duration;
     if (w.app_job.body) {
         w.app = e->env.app;
@@ -445,6 +452,7 @@ static void child_run(struct engine *e, const struct engine_api *api, struct syn
     free((char *)w.app_job.body);
     free((char *)w.raw_type);
     free((char *)w.tmp_tag);
+    free(scope);
     free((struct wav_part *)w.wavs);
     for (int i = 0; i < w.n_texts; i++)
         free(w.texts[i]);

@@ -54,6 +54,8 @@ struct task {
     struct wav_part *wavs; /* http engine: the answers, one per piece, in order */
     int n_wavs;
     struct tts_call *calls; /* http engine: the request of each piece */
+    int64_t tts_chars, tts_done_chars, tts_audio_ms; /* ... for progress messages */
+    int64_t progress_at_us; /* when the last progress message went */
     json_t *result;        /* the ok result, while it is uploaded and called back */
     int64_t audio_ms;
     struct amqp_delivery *d;
@@ -637,6 +639,33 @@ static void after_audio(struct pipeline *p, struct task *t)
 
 static void on_tts_done(void *arg, struct fetch_result *r);
 
+/* A long job's progress (job field progress), to its reply_to with its
+ * correlation_id. Not confirmed, and nothing waits on it: the result that
+ * follows is what counts. */
+static void send_progress(struct pipeline *p, struct task *t, int64_t done, int64_t total,
+                          int64_t audio_ms)
+{
+    if (!t->d->reply_to[0])
+        return;
+    t->progress_at_us = now_mono_us();
+    json_t *doc = json_pack("{s:o,s:s,s:I,s:I,s:I,s:i}", "id",
+                            t->job.id[0] ? json_string(t->job.id) : json_null(), "status",
+                            "progress", "done_chars", (json_int_t)done, "total_chars",
+                            (json_int_t)total, "audio_ms", (json_int_t)audio_ms, "attempts",
+                            t->attempts);
+    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!text)
+        return;
+    struct amqp_publish m = {.exchange = "", .routing_key = t->d->reply_to,
+                             .correlation_id = t->d->correlation_id, .message_id = t->job.id,
+                             .body = text, .len = strlen(text)};
+    uint64_t seq;
+    if (amqp_link_publish(p->link, &m, &seq) < 0)
+        log_debug("job %s: progress not sent: not connected", t->job.id);
+    free(text);
+}
+
 /* The request for the next piece. Up to [speech] http_concurrency run at once;
  * the answers are kept by piece, so they join in the order of the text. */
 static void next_tts_request(struct pipeline *p, struct task *t)
@@ -666,10 +695,14 @@ static void start_tts(struct pipeline *p, struct task *t)
     t->calls = xcalloc((size_t)t->n_pieces, sizeof(*t->calls));
     t->wavs = xcalloc((size_t)t->n_pieces, sizeof(*t->wavs));
     t->n_wavs = t->n_pieces;
-    for (int i = 0; i < t->n_pieces; i++)
+    t->tts_chars = 0;
+    for (int i = 0; i < t->n_pieces; i++) {
         t->calls[i] = (struct tts_call){t, i, NULL};
+        t->tts_chars += (int64_t)job_utf8_chars(t->pieces[i], strlen(t->pieces[i]));
+    }
     t->phase = PH_TTS;
     t->mark_us = now_mono_us();
+    t->progress_at_us = t->mark_us; /* the first a second in */
     list_append(p, t);
     while (t->next_piece < t->n_pieces && t->next_piece < p->env.cfg->http_concurrency)
         next_tts_request(p, t);
@@ -691,6 +724,15 @@ static void on_tts_done(void *arg, struct fetch_result *r)
     t->wavs[call->index] = (struct wav_part){r->body, r->len};
     r->body = NULL;
     t->pieces_done++;
+    if (t->job.progress) {
+        /* The pieces' characters and audio as they come back (in any order):
+         * at most a message a second, the last when the file is made. */
+        const char *piece = t->pieces[call->index];
+        t->tts_done_chars += (int64_t)job_utf8_chars(piece, strlen(piece));
+        t->tts_audio_ms += tts_wav_ms(t->wavs[call->index].data, t->wavs[call->index].len);
+        if (t->pieces_done < t->n_pieces && now_mono_us() - t->progress_at_us >= 1000000)
+            send_progress(p, t, t->tts_done_chars, t->tts_chars, t->tts_audio_ms);
+    }
     if (t->next_piece < t->n_pieces)
         next_tts_request(p, t);
     if (t->pieces_done < t->n_pieces)
@@ -750,7 +792,7 @@ static json_t *audio_result(struct task *t)
     }
     if (t->work.spoken_text)
         json_object_set_new(doc, "text", json_string(t->work.spoken_text));
-    if (t->job.cache && t->job.engine == ENGINE_ESPEAK) {
+    if (t->job.cache) {
         json_object_set_new(doc, "cached", json_boolean(t->work.cached));
         atomic_fetch_add(t->work.cached ? &t->slot->cache_hits : &t->slot->cache_misses, 1);
     }
@@ -930,11 +972,11 @@ static void on_engine_done(void *arg, struct synth_work *w)
             task_fail(p, t, 1, t->work.code, "%s", t->work.message);
     } else if (t->work.app) {
         app_done(p, t);
-    } else if (t->work.kind == SW_PREPARE && !pieces_valid(&t->work)) {
+    } else if (t->work.kind == SW_PREPARE && !t->work.cached && !pieces_valid(&t->work)) {
         /* The child is not trusted: a piece that is not UTF-8 could not become
          * a request body. */
         task_fail(p, t, 0, "synth_failed", "the engine returned text that is not UTF-8");
-    } else if (t->work.kind == SW_PREPARE) {
+    } else if (t->work.kind == SW_PREPARE && !t->work.cached) {
         t->pieces = t->work.pieces;
         t->n_pieces = t->work.n_pieces;
         t->work.pieces = NULL;
@@ -945,6 +987,8 @@ static void on_engine_done(void *arg, struct synth_work *w)
                   (long long)e->duration_ms, (long long)t->work.synth_ms,
                   (long long)t->work.encode_ms);
         t->audio_ms = e->duration_ms;
+        if (t->job.progress && t->work.kind == SW_RENDER)
+            send_progress(p, t, t->tts_chars, t->tts_chars, e->duration_ms);
         commit_audio(p, t);
     }
     kick(p);
@@ -956,32 +1000,14 @@ static void on_engine_ready(void *arg)
     kick(arg);
 }
 
-/* A long job's progress (job field progress), to its reply_to with its
- * correlation_id. Not confirmed, and nothing waits on it: the result that
- * follows is what counts. */
+/* The espeak engine's progress, from the engine child. */
 static void on_engine_progress(void *arg, struct synth_work *w, int64_t done, int64_t total,
                                int64_t audio_ms)
 {
     struct pipeline *p = arg;
     struct task *t = p->current;
-    if (!t || &t->work != w || !t->d->reply_to[0])
-        return;
-    json_t *doc = json_pack("{s:o,s:s,s:I,s:I,s:I,s:i}", "id",
-                            t->job.id[0] ? json_string(t->job.id) : json_null(), "status",
-                            "progress", "done_chars", (json_int_t)done, "total_chars",
-                            (json_int_t)total, "audio_ms", (json_int_t)audio_ms, "attempts",
-                            t->attempts);
-    char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (!text)
-        return;
-    struct amqp_publish m = {.exchange = "", .routing_key = t->d->reply_to,
-                             .correlation_id = t->d->correlation_id, .message_id = t->job.id,
-                             .body = text, .len = strlen(text)};
-    uint64_t seq;
-    if (amqp_link_publish(p->link, &m, &seq) < 0)
-        log_debug("job %s: progress not sent: not connected", t->job.id);
-    free(text);
+    if (t && &t->work == w)
+        send_progress(p, t, done, total, audio_ms);
 }
 
 /* The next task for the engine: one whose audio is half made first
@@ -1039,9 +1065,10 @@ static void kick(struct pipeline *p)
         w->piece_max = (size_t)p->env.cfg->http_max_chars;
     }
     w->tmp_tag = NULL;
-    if (!p->env.app && w->kind != SW_PREPARE) {
+    if (!p->env.app && (w->kind != SW_PREPARE || t->job.cache)) {
         /* The worker's pid, which outlives the engine child (outfile_clean_stale()),
-         * and a number no other attempt of this worker has. */
+         * and a number no other attempt of this worker has. Preparing for the
+         * http engine leaves files only on a cache hit. */
         snprintf(t->tmp_tag, sizeof(t->tmp_tag), "%d.%llu", (int)getpid(),
                  (unsigned long long)++p->tmp_seq);
         w->tmp_tag = t->tmp_tag;

@@ -54,6 +54,10 @@ struct synth_work {
     const char *tmp_tag;
     int max_duration_s;
     int cache_max_mb;     /* [output] cache_max_mb, for a job with cache */
+    const char *http_scope; /* the http engine's server and model: part of its cache key */
+    /* the http engine's cache key (hex), found missing by SW_PREPARE and kept by
+     * the worker for SW_RENDER, which stores the files under it; "" for none */
+    char cache_key[65];
     /* SW_RENDER of a job with captions: each piece's text, a cue each */
     char *const *texts;
     int n_texts;

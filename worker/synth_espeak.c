@@ -319,6 +319,41 @@ static int job_text(struct synth_work *w, struct content *c)
     return 0;
 }
 
+/* The http engine's cache: the key is the server and model, the voice, the
+ * pieces as they will be asked for, and the rest as for espeak-ng (cache_key());
+ * the rate is the one asked for, the server's when none. A hit leaves the
+ * files at the job's temporary names and no pieces: the job is done without
+ * a request. A miss gives the worker the key, for the rendering to store under. */
+static void http_cache_lookup(struct synth_work *w)
+{
+    struct strbuf text = {0}, voice = {0};
+    for (int i = 0; i < w->n_pieces; i++) {
+        char head[32];
+        int n = snprintf(head, sizeof(head), "%zu:", strlen(w->pieces[i]));
+        strbuf_add(&text, head, (size_t)n);
+        strbuf_add(&text, w->pieces[i], strlen(w->pieces[i]));
+    }
+    const char *parts[] = {"http ", w->http_scope ? w->http_scope : "", " ", w->job->voice};
+    for (size_t i = 0; i < ARRAY_LEN(parts); i++)
+        strbuf_add(&voice, parts[i], strlen(parts[i]));
+    strbuf_add(&voice, "", 1);
+    struct cache_key key;
+    cache_key(w, voice.s, w->job->sample_rate, text.s, text.len, &key);
+    free(text.s);
+    free(voice.s);
+    char name[JOB_NAME_MAX + 16];
+    outfile_job_name(w->job, name, sizeof(name));
+    if (w->tmp_tag && cache_fetch(w, &key, name)) {
+        for (int i = 0; i < w->n_pieces; i++)
+            free(w->pieces[i]);
+        free(w->pieces);
+        w->pieces = NULL;
+        w->n_pieces = 0;
+        return;
+    }
+    memcpy(w->cache_key, key.hex, sizeof(w->cache_key));
+}
+
 static void prepare_pieces(struct synth_work *w, const struct content *c)
 {
     struct content plain = *c;
@@ -330,10 +365,13 @@ static void prepare_pieces(struct synth_work *w, const struct content *c)
     w->n_pieces = w->http->content_split(plain.text, plain.len, w->piece_max, &w->pieces);
     if (plain.text != c->text)
         free(plain.text);
-    if (w->n_pieces == 0)
+    if (w->n_pieces == 0) {
         fail_work(w, 1, "bad_field", "nothing to speak");
-    else
-        w->ok = 1;
+        return;
+    }
+    w->ok = 1;
+    if (w->job->cache)
+        http_cache_lookup(w);
 }
 
 static void run_speech(struct synth *s, struct synth_work *w)
@@ -353,6 +391,13 @@ static void run_speech(struct synth *s, struct synth_work *w)
             w->levelled = lv.on;
             w->loudness_lufs = lv.lufs;
             w->true_peak_dbtp = lv.dbtp;
+            if (w->job->cache && strspn(w->cache_key, "0123456789abcdef") == 64) {
+                struct cache_key key;
+                memcpy(key.hex, w->cache_key, sizeof(key.hex));
+                char name[JOB_NAME_MAX + 16];
+                outfile_job_name(w->job, name, sizeof(name));
+                cache_store(w, &key, name, w->cache_max_mb);
+            }
         }
         w->encode_ms = now_mono_ms() - t0;
         return;

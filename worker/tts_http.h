@@ -17,6 +17,12 @@
  * a minute, espeak's 175 being normal) becomes speed, clamped to 0.25..4. */
 char *tts_http_request(const char *model, const char *voice, int rate, const char *input);
 
+/* The length in ms of a WAV answer, for progress messages, from its header
+ * alone (the data chunk's size, or the bytes after it when a streaming server
+ * left the size unknown, over the fmt chunk's byte rate); 0 when it cannot
+ * tell. The answer is not trusted: only the engine child decodes it. */
+int64_t tts_wav_ms(const char *wav, size_t len);
+
 /* Decode the parts (WAV, any channel count: mixed down to mono) and encode them,
  * in order, into one file for the job, left closed in its temporary file (tag:
  * encoder_open()) for the worker to commit. 0, or -1 with an error code (32

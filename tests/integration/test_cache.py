@@ -63,3 +63,37 @@ def test_the_cache_keeps_under_its_size(daemon, broker):
     assert len(keys) < 8 and all(len(k) == 64 for k in keys)
     broker.publish(q, {"id": "j7-again", "text": "Number 7. " + SENTENCE * 2})
     assert broker.wait_results(9)["j7-again"]["cached"] is True
+
+
+def test_the_http_engine_is_cached_too(daemon, broker, web):
+    """A hit asks the TTS server nothing; another server, model or voice misses."""
+    from test_tts_http import LONG, FakeTTS, http_engine
+
+    tts = FakeTTS(web, delay=0.2)
+    d = daemon(speech=http_engine(web, http_max_chars="60"), output={"cache": "yes"},
+               workers={"count": "1"}).start()
+    q = queue_of(d)
+    job = {"text": LONG, "format": "opus", "engine": "http", "captions": "vtt",
+           "loudness": -20}
+    broker.publish(q, dict(job, id="first"))
+    first = broker.wait_results(1)["first"]
+    assert first["status"] == "ok" and first["cached"] is False, first
+    asked = len(tts.inputs)
+    assert asked >= 3
+    broker.publish(q, dict(job, id="again"))
+    broker.publish(q, dict(job, id="voice", voice="echo"))
+    res = broker.wait_results(3)
+    again = res["again"]
+    assert again["status"] == "ok" and again["cached"] is True, again
+    assert again["sha256"] == first["sha256"] == sha(again["path"])
+    assert again["duration_ms"] == first["duration_ms"]
+    assert again["loudness_lufs"] == first["loudness_lufs"]
+    assert open(again["captions"]["vtt"]).read() == open(first["captions"]["vtt"]).read()
+    assert again["elapsed_ms"] * 10 <= first["elapsed_ms"], (again, first)
+    assert res["voice"]["cached"] is False
+    # The hit asked nothing; the other voice asked every piece again.
+    assert len(tts.inputs) == 2 * asked
+    assert {doc["voice"] for doc in tts.inputs[asked:]} == {"echo"}
+    assert tts.problems == []
+    st = d.status()
+    assert st["totals"]["cache_hits"] == 1 and st["totals"]["cache_misses"] == 2

@@ -44,3 +44,42 @@ def test_a_50000_character_job_reports_its_progress(daemon, broker):
     # At most one a second, the final one aside (some slack for delivery).
     gaps = [b[0] - a[0] for a, b in zip(progress, progress[1:-1])]
     assert all(g > 0.7 for g in gaps), gaps
+
+
+def test_the_http_engine_reports_its_progress(daemon, broker, web):
+    """Piece by piece as the TTS server answers (in any order), the last at 100%
+    with the file's duration."""
+    from test_tts_http import LONG, FakeTTS, http_engine
+
+    FakeTTS(web, delay=0.6)
+    d = daemon(speech=http_engine(web, http_max_chars="40", http_concurrency="1"),
+               workers={"count": "1"}).start()
+    broker.publish(queue_of(d), {"id": "remote", "text": LONG, "engine": "http",
+                                 "format": "mp3", "progress": True})
+    deadline = time.monotonic() + 120
+    arrived = []
+    while time.monotonic() < deadline and not any(
+            doc["status"] != "progress" for _, doc in arrived):
+        broker.pump(0.2)
+        while broker.result_list:
+            cid, doc = broker.result_list.pop(0)
+            arrived.append((time.monotonic(), doc))
+    final = arrived[-1][1]
+    assert final["status"] == "ok", final
+    progress = [doc for _, doc in arrived if doc["status"] == "progress"]
+    # Six pieces of about 1.2 s each: several messages, at most one a second.
+    assert len(progress) >= 3, progress
+    total = len(LONG.replace("  ", " "))
+    assert all(doc["total_chars"] == progress[-1]["total_chars"] for doc in progress)
+    assert abs(progress[-1]["total_chars"] - total) <= 6
+    done = [doc["done_chars"] for doc in progress]
+    audio = [doc["audio_ms"] for doc in progress]
+    assert done == sorted(done) and audio == sorted(audio) and 0 < done[0] < done[-1]
+    assert done[-1] == progress[-1]["total_chars"]
+    assert audio[-1] == final["duration_ms"]
+    # The server's 10 ms a character, as its WAV headers tell.
+    for doc in progress[:-1]:
+        assert abs(doc["audio_ms"] - 10 * doc["done_chars"]) <= 40, doc
+    times = [t for t, doc in arrived if doc["status"] == "progress"]
+    gaps = [b - a for a, b in zip(times, times[1:-1])]
+    assert all(g > 0.7 for g in gaps), gaps
