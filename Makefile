@@ -194,6 +194,7 @@ FUZZ_BIN     := $(FUZZ_TARGETS:%=$(BUILD)/fuzz/fuzz_%)
 FUZZ_LIBS    := $(shell pkg-config --libs libevent jansson libxml-2.0) -lm
 
 $(BUILD)/fuzz/fuzz_job: $(BUILD)/worker/job.o
+$(BUILD)/fuzz/fuzz_tts: $(BUILD)/worker/tts_http.o
 $(BUILD)/fuzz/fuzz_content: $(BUILD)/worker/content.o $(BUILD)/worker/job.o
 $(BUILD)/fuzz/fuzz_control: $(BUILD)/master/control_http.o $(BUILD)/master/status.o \
 	$(BUILD)/master/status_html.o $(BUILD)/master/metrics.o $(BUILD)/master/history.o \
