@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CACHE_DIR ".c2a-cache"
+#define STALE_TMP_S 3600
 
 static void add_field(struct strbuf *b, const char *name, const char *value)
 {
@@ -165,13 +167,21 @@ static void evict(const char *dir, long long max_bytes)
     struct entry *ents = NULL;
     size_t n = 0, cap = 0;
     long long total = 0;
+    time_t now = time(NULL);
     for (struct dirent *e; (e = readdir(d));) {
         const char *dot = strchr(e->d_name, '.');
-        if (!dot || dot - e->d_name != 64 || strstr(e->d_name, ".tmp"))
+        if (!dot || dot - e->d_name != 64)
             continue;
         struct stat st;
-        if (fstatat(dirfd(d), e->d_name, &st, 0) < 0)
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
+        if (strstr(e->d_name, ".tmp")) {
+            /* A writer's name between its link and its rename: one an hour
+             * old was left by a process that died there (on any host). */
+            if (now - st.st_mtime > STALE_TMP_S)
+                unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
         size_t i = 0;
         while (i < n && memcmp(ents[i].hex, e->d_name, 64) != 0)
             i++;

@@ -5,6 +5,7 @@ misses; the size limit evicts the least recently used."""
 import hashlib
 import os
 import subprocess
+import time
 
 import requests
 
@@ -48,11 +49,22 @@ def test_a_repeated_job_is_served_from_the_cache(daemon, broker):
 def test_the_cache_keeps_under_its_size(daemon, broker):
     d = daemon(output={"cache": "yes", "cache_max_mb": "1"}, workers={"count": "1"}).start()
     q = queue_of(d)
-    for i in range(8):  # ~300 kB of WAV each
+    broker.publish(q, {"id": "j0", "text": "Number 0. " + SENTENCE * 2})
+    res = broker.wait_results(1)
+    cdir = os.path.join(os.path.dirname(res["j0"]["path"]), ".c2a-cache")
+    # What a writer that died between its link and its rename leaves: removed
+    # once an hour old, left alone before (another writer may be at it).
+    stale, fresh = (os.path.join(cdir, "ab" * 32 + f".wav.{n}.tmp") for n in (99998, 99999))
+    for path in (stale, fresh):
+        with open(path, "wb") as f:
+            f.write(b"x" * 100000)
+    os.utime(stale, (time.time() - 3700, time.time() - 3700))
+    for i in range(1, 8):  # ~300 kB of WAV each
         broker.publish(q, {"id": f"j{i}", "text": f"Number {i}. " + SENTENCE * 2})
     res = broker.wait_results(8)
     assert all(r["status"] == "ok" for r in res.values())
-    cdir = os.path.join(os.path.dirname(res["j0"]["path"]), ".c2a-cache")
+    assert not os.path.exists(stale) and os.path.exists(fresh)
+    os.unlink(fresh)
     used = int(subprocess.run(["du", "-sk", cdir], capture_output=True, text=True,
                               check=True).stdout.split()[0])
     assert 0 < used <= 1024, used
