@@ -62,7 +62,7 @@ COMMON_SRC := $(wildcard common/*.c)
 SHELL_SRC  := worker/worker.c worker/app.c
 HTTP_SRC   := worker/fetch.c worker/content.c worker/http_so.c
 ENGINE_SRC := worker/synth_espeak.c worker/encode.c worker/normalize.c worker/voices.c \
-              worker/tts_render.c worker/captions.c worker/leveler.c worker/cache.c
+              worker/tts_render.c worker/captions.c worker/leveler.c worker/cache.c worker/tags.c
 NOAUDIO_SRC := worker/noaudio.c
 PIPE_SRC   := $(filter-out $(SHELL_SRC) $(HTTP_SRC) $(ENGINE_SRC) $(NOAUDIO_SRC),$(wildcard worker/*.c))
 TLS_SRC    := master/tls_relay.c
@@ -196,6 +196,7 @@ FUZZ_LIBS    := $(shell pkg-config --libs libevent jansson libxml-2.0) -lm
 $(BUILD)/fuzz/fuzz_job: $(BUILD)/worker/job.o
 $(BUILD)/fuzz/fuzz_tts: $(BUILD)/worker/tts_http.o
 $(BUILD)/fuzz/fuzz_content: $(BUILD)/worker/content.o $(BUILD)/worker/job.o
+$(BUILD)/fuzz/fuzz_tags: $(BUILD)/worker/tags.o
 $(BUILD)/fuzz/fuzz_control: $(BUILD)/master/control_http.o $(BUILD)/master/status.o \
 	$(BUILD)/master/status_html.o $(BUILD)/master/metrics.o $(BUILD)/master/history.o \
 	$(BUILD)/master/dead_api.o

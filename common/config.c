@@ -152,6 +152,8 @@ static const struct config_key keys[] = {
      "album tag of every file whose job names none; empty for none"},
     {"output", "metadata_comment", CT_STRING, OFF(metadata_comment), "", 0, 0, NULL, 0,
      "comment tag of every file whose job names none; empty for none"},
+    {"output", "metadata_language", CT_LANG, OFF(metadata_language), "", 0, 0, NULL, 0,
+     "language tag (en, en-US) of every file whose job names none; empty for none"},
 };
 
 #define NKEYS ARRAY_LEN(keys)
@@ -407,6 +409,13 @@ static int apply(struct config *cfg, const struct config_key *k, const char *v, 
 {
     switch (k->type) {
     case CT_STRING:
+        set_str(str_field(cfg, k), v);
+        return 0;
+    case CT_LANG:
+        if (v[0] && !language_tag_ok(v)) {
+            *why = "expected a language tag such as en or en-US";
+            return -1;
+        }
         set_str(str_field(cfg, k), v);
         return 0;
     case CT_PATH:

@@ -84,14 +84,14 @@ struct config {
     int loudness;   /* LUFS; 0 = off */
     int cache, cache_max_mb;
     int true_peak;  /* dBTP */
-    char *metadata_artist, *metadata_album, *metadata_comment; /* "" = none */
+    char *metadata_artist, *metadata_album, *metadata_comment, *metadata_language; /* "" = none */
 
     char *path; /* the file this came from */
 };
 
 enum config_type { CT_STRING, CT_INT, CT_BOOL, CT_ENUM, CT_ADDR, CT_LOGLEVEL, CT_URL, CT_QUEUES,
                    CT_APP, CT_USER, CT_GROUP, CT_PATH, CT_HTTPURL, CT_EXCHANGE,
-                   CT_NETS, CT_FILE };
+                   CT_NETS, CT_FILE, CT_LANG };
 
 struct config_key {
     const char *section;

@@ -150,3 +150,9 @@ uint64_t proc_rss_kb(int pid)
         return 0;
     return resident * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
 }
+
+int language_tag_ok(const char *s)
+{
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-");
+    return n >= 1 && n <= 35 && s[n] == '\0' && s[0] != '-' && !(s[0] >= '0' && s[0] <= '9');
+}

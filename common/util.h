@@ -30,6 +30,10 @@ int64_t now_real_ms(void);
 /* Copy at most size-1 bytes and always terminate; returns strlen(src). */
 size_t strlcpy_c2a(char *dst, const char *src, size_t size);
 
+/* A language tag as files carry it (BCP 47's shape: en, en-US, zh-Hant-TW):
+ * 1 to 35 (RFC 5646's longest) letters, digits and hyphens, a letter first. */
+int language_tag_ok(const char *s);
+
 /* Resident set size of a process in kB from /proc/<pid>/statm; 0 if unknown. */
 uint64_t proc_rss_kb(int pid);
 

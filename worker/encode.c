@@ -1,6 +1,7 @@
 #include "encode.h"
 #include "job.h"
 #include "outfile.h"
+#include "tags.h"
 #include "../common/log.h"
 #include "../common/util.h"
 
@@ -58,6 +59,8 @@ struct encoder {
     double ratio;
     int fd;
     int out_rate;
+    const char *format;               /* formats[].name */
+    char lang[TAGS_LANGUAGE_MAX + 1]; /* "" for none */
     uint64_t frames;
     /* libsndfile's writes, gathered: buf holds the bytes from buf_off on; pos
      * and len are libsndfile's idea of the position and the length. */
@@ -205,6 +208,7 @@ struct encoder *encoder_open(const char *format, int in_rate, int out_rate, cons
     }
     struct encoder *e = xcalloc(1, sizeof(*e));
     e->out_rate = out_rate;
+    e->format = formats[fi].name;
     strlcpy_c2a(e->dir, dir, sizeof(e->dir));
     snprintf(e->path, sizeof(e->path), "%s/%s", dir, name);
     outfile_tmp_path(e->tmp, sizeof(e->tmp), dir, tag, name);
@@ -295,6 +299,16 @@ int encoder_set_tags(struct encoder *e, char *const *tags, char *err, size_t err
         snprintf(err, errlen, "metadata.%s: %s", names[t], sf_strerror(e->sf));
         return -1;
     }
+    if (tags[TAG_LANGUAGE] && tags[TAG_LANGUAGE][0])
+        return encoder_set_language(e, tags[TAG_LANGUAGE], err, errlen);
+    return 0;
+}
+
+int encoder_set_language(struct encoder *e, const char *lang, char *err, size_t errlen)
+{
+    if (tags_check_language(lang, err, errlen) < 0)
+        return -1;
+    strlcpy_c2a(e->lang, lang, sizeof(e->lang));
     return 0;
 }
 
@@ -349,6 +363,15 @@ int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errl
     if (rc != 0 || vio_flush(e) < 0) {
         snprintf(err, errlen, "closing %s: %s", e->tmp, sf_reason(e, NULL));
         goto fail;
+    }
+    if (e->lang[0]) {
+        uint64_t len = (uint64_t)e->len;
+        char why[256];
+        if (tags_add_language(e->fd, &len, e->format, e->lang, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "language tag in %s: %s", e->tmp, why);
+            goto fail;
+        }
+        e->len = (sf_count_t)len;
     }
     strlcpy_c2a(out->path, e->path, sizeof(out->path));
     out->sample_rate = e->out_rate;

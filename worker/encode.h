@@ -45,15 +45,23 @@ struct encoder;
 struct encoder *encoder_open(const char *format, int in_rate, int out_rate, const char *dir,
                              const char *name, const char *tag, int *permanent, char *err,
                              size_t errlen);
-/* Tags (title, artist, album, comment, date: enum job_tag's order; NULL for
- * none) as the format's own: LIST INFO in WAV, Vorbis comments in FLAC, Ogg
- * Vorbis and Opus, ID3 in MP3. Before the first write. */
+/* Tags (title, artist, album, comment, date, language: enum job_tag's order;
+ * NULL for none) as the format's own: LIST INFO in WAV, Vorbis comments in
+ * FLAC, Ogg Vorbis and Opus, ID3 in MP3; the language through
+ * encoder_set_language(). Before the first write. */
 int encoder_set_tags(struct encoder *e, char *const *tags, char *err, size_t errlen);
+/* The language (tags.h: 1 to 35 of A-Z, a-z, 0-9 and -, as "en-US"), which
+ * libsndfile cannot write: encoder_close() adds it to the closed file as the
+ * format's own tag (tags_add_language()). Before the first write, like the
+ * tags. -1 with a reason in err for a string tags_check_language() refuses. */
+int encoder_set_language(struct encoder *e, const char *lang, char *err, size_t errlen);
 int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char *err,
                   size_t errlen);
-/* Close and free the encoder: out gets the final path, the rate, channels and
- * duration; the temporary file is complete but neither flushed, hashed nor
- * renamed (outfile_commit()). On failure it is removed. */
+/* Close and free the encoder: out gets the final path, the rate, channels,
+ * duration and the file's length (with the language tag, if one was set,
+ * added after libsndfile closed the file); the temporary file is complete but
+ * neither flushed, hashed nor renamed (outfile_commit()). On failure (adding
+ * the language tag too) it is removed. */
 int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errlen);
 /* Close and commit at once, the directory flushed too; frees the encoder. */
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);

@@ -152,10 +152,12 @@ static int get_captions(json_t *root, int def, int *out, struct job_error *err)
     }
 }
 
-const char *const job_tag_names[JOB_TAGS] = {"title", "artist", "album", "comment", "date"};
+const char *const job_tag_names[JOB_TAGS] = {"title",   "artist", "album",
+                                              "comment", "date",   "language"};
 
-/* "metadata": {"title", "artist", "album", "comment", "date"}, each a string
- * of at most JOB_TAG_MAX bytes ("" for none); what the job leaves out comes
+/* "metadata": {"title", "artist", "album", "comment", "date", "language"}, each
+ * a string of at most JOB_TAG_MAX bytes ("" for none), the language a tag such
+ * as en-US (language_tag_ok()); what the job leaves out comes
  * from the defaults. Any other key is an error, so that a misspelt one is
  * not silently left out of the file. */
 static int get_tags(json_t *root, const struct job_defaults *defs, struct job *job,
@@ -173,7 +175,8 @@ static int get_tags(json_t *root, const struct job_defaults *defs, struct job *j
             known |= strcmp(key, job_tag_names[t]) == 0;
         if (!known)
             return fail(err, "bad_field",
-                        "metadata: %.40s is not written (title, artist, album, comment, date)",
+                        "metadata: %.40s is not a tag (title, artist, album, comment, date, "
+                        "language)",
                         key);
     }
     for (int t = 0; t < JOB_TAGS; t++) {
@@ -186,6 +189,10 @@ static int get_tags(json_t *root, const struct job_defaults *defs, struct job *j
             if (strlen(s) > JOB_TAG_MAX)
                 return fail(err, "bad_field", "metadata.%s: longer than %d bytes",
                             job_tag_names[t], JOB_TAG_MAX);
+            if (t == TAG_LANGUAGE && s[0] && !language_tag_ok(s))
+                return fail(err, "bad_field",
+                            "metadata.language: %.40s is not a language tag such as en or en-US",
+                            s);
         }
         if (s && s[0]) {
             job->tags[t] = xstrdup(s);

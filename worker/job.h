@@ -18,7 +18,7 @@ enum job_engine { ENGINE_ESPEAK, ENGINE_HTTP };
 #define JOB_URL_MAX 4096
 
 /* Tags written into the audio file (job field "metadata"), in this order. */
-enum job_tag { TAG_TITLE, TAG_ARTIST, TAG_ALBUM, TAG_COMMENT, TAG_DATE, JOB_TAGS };
+enum job_tag { TAG_TITLE, TAG_ARTIST, TAG_ALBUM, TAG_COMMENT, TAG_DATE, TAG_LANGUAGE, JOB_TAGS };
 #define JOB_TAG_MAX 1024 /* bytes of one tag */
 extern const char *const job_tag_names[JOB_TAGS];
 

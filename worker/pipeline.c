@@ -1203,7 +1203,7 @@ static void on_delivery(void *arg, struct amqp_delivery *d)
                                                                       : 0),
                                 cfg->loudness, cfg->true_peak, cfg->cache,
                                 {NULL, cfg->metadata_artist, cfg->metadata_album,
-                                 cfg->metadata_comment, NULL}};
+                                 cfg->metadata_comment, NULL, cfg->metadata_language}};
     struct job_error err;
     if (job_parse(d->body, d->body_len, d->message_id, &defs, &t->job, &err) < 0) {
         count_done(p, t, 0);

@@ -163,6 +163,8 @@ static void test_single_errors(void **state)
                      "t.conf:2: http_url: expected an http:// or https:// URL");
     expect_one_error("[fetch]\nallow_private = maybe\n", "t.conf:2: allow_private: expected no, yes or a comma list of address ranges (10.0.0.0/8, fd00::/8)");
     expect_one_error("[output]\ndir =\n", "t.conf:2: dir: must not be empty");
+    expect_one_error("[output]\nmetadata_language = en_GB\n",
+                     "t.conf:2: metadata_language: expected a language tag such as en or en-US");
     expect_one_error("[broker]\nurl = amqp://h:99999/\n", "t.conf:2: url: port must be 1..65535");
     expect_one_error("[broker]\nresults_exchange = a b\n",
                      "t.conf:2: results_exchange: exchange names are 1..255 of [A-Za-z0-9._-:], not amq.*");

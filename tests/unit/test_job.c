@@ -203,8 +203,22 @@ static void test_metadata(void **state)
     assert_string_equal(j.tags[TAG_ALBUM], "Daily");
     job_clear(&j);
     expect("{\"text\":\"x\",\"metadata\":[1]}", "m", "bad_field", "metadata: expected an object");
-    expect("{\"text\":\"x\",\"metadata\":{\"language\":\"en\"}}", "m", "bad_field",
-           "language is not written");
+    expect("{\"text\":\"x\",\"metadata\":{\"lang\":\"en\"}}", "m", "bad_field",
+           "lang is not a tag");
+    expect("{\"text\":\"x\",\"metadata\":{\"language\":\"en_US\"}}", "m", "bad_field",
+           "metadata.language: en_US is not a language tag");
+    expect("{\"text\":\"x\",\"metadata\":{\"language\":\"-en\"}}", "m", "bad_field",
+           "not a language tag");
+    d.tags[TAG_LANGUAGE] = "en";
+    assert_int_equal(job_parse("{\"text\":\"x\",\"metadata\":{\"language\":\"zh-Hant-TW\"}}",
+                               strlen("{\"text\":\"x\",\"metadata\":{\"language\":\"zh-Hant-TW\"}}"),
+                               "m", &d, &j, &e),
+                     0);
+    assert_string_equal(j.tags[TAG_LANGUAGE], "zh-Hant-TW");
+    job_clear(&j);
+    assert_int_equal(job_parse("{\"text\":\"x\"}", 12, "m", &d, &j, &e), 0);
+    assert_string_equal(j.tags[TAG_LANGUAGE], "en");
+    job_clear(&j);
     expect("{\"text\":\"x\",\"metadata\":{\"title\":7}}", "m", "bad_field",
            "metadata.title: expected a string");
     char big[1200 + 64];
