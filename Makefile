@@ -174,7 +174,7 @@ $(BUILD)/bench/loadgen: bench/loadgen.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs librabbitmq)
 
-$(BUILD)/bench/inproc: bench/inproc.c $(BUILD)/worker/encode.o $(BUILD)/worker/outfile.o \
+$(BUILD)/bench/inproc: bench/inproc.c $(BUILD)/worker/encode.o $(BUILD)/worker/tags.o $(BUILD)/worker/outfile.o \
 		$(BUILD)/worker/job.o $(COMMON_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(ENGINE_LIBS) $(LDLIBS)
