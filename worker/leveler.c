@@ -1,4 +1,5 @@
 #include "leveler.h"
+#include "../common/log.h"
 #include "../common/util.h"
 #include "encode.h"
 #include "outfile.h"
@@ -14,6 +15,7 @@
 
 #define BLOCK 8192
 #define RELEASE_MS 50
+#define MAX_REDUCTION_DB 30 /* the most the limiter takes off a peak */
 #define MAX_ROUNDS 16 /* passes over the audio, the last one encoding */
 
 struct leveler {
@@ -269,6 +271,9 @@ int leveler_finish(struct leveler *l, struct encoder *enc, double *lufs, double 
      * 0.2 LU of the target (the louder the target, the more the limiter takes
      * off), then the one that encodes. */
     int converged = threshold == 0;
+    /* The last measured pass at the same threshold: (gain, loudness got). */
+    double prev_gain = 0, prev_got = 0;
+    int have_prev = 0;
     for (int round = 0; round < MAX_ROUNDS; round++) {
         int last = converged || round == MAX_ROUNDS - 1;
         double got_tp = 0;
@@ -291,16 +296,41 @@ int leveler_finish(struct leveler *l, struct encoder *enc, double *lufs, double 
         ebur128_destroy(&st);
         if (rc < 0)
             return -1;
-        if (last)
+        if (last) {
+            log_debug("loudness: %d passes to %.2f LUFS, %.2f dBTP (gain %.2f dB%s)", round + 1,
+                      got, db(got_tp), gain_db, threshold > 0 ? ", limited" : "");
             break;
+        }
         /* The limiter took some loudness off: give it back (the limiter keeps
-         * the peaks where they must be). */
+         * the peaks where they must be). The louder the gain, the more the
+         * limiter takes: a step by the secant through the last two passes
+         * (a dB of gain gives less than a dB of loudness), not by the miss
+         * alone, which would creep up on the target a fraction at a time. */
         int peaks_pass = db(got_tp) > l->ceiling - l->margin + 0.3;
         int off_target = isfinite(got) && fabs(l->target - got) > 0.2;
-        if (peaks_pass) /* peaks between the samples still pass: limit lower */
+        if (peaks_pass) { /* peaks between the samples still pass: limit lower */
             threshold *= pow(10, (l->ceiling - l->margin - db(got_tp)) / 20);
-        if (off_target)
-            gain_db += l->target - got;
+            have_prev = 0; /* another curve */
+        }
+        if (off_target) {
+            double slope = 1;
+            if (have_prev && fabs(gain_db - prev_gain) > 1e-3)
+                slope = (got - prev_got) / (gain_db - prev_gain);
+            slope = slope < 0.1 ? 0.1 : slope > 1 ? 1 : slope;
+            double step = (l->target - got) / slope;
+            step = step > 24 ? 24 : step < -24 ? -24 : step;
+            prev_gain = gain_db;
+            prev_got = got;
+            have_prev = !peaks_pass;
+            /* No more than MAX_REDUCTION_DB for the limiter to take off the
+             * loudest peak: past that a target is out of reach (the result
+             * says what was reached), and more gain would only distort. */
+            double top = limit_db - db(peak) + MAX_REDUCTION_DB;
+            if (gain_db + step > top)
+                step = top - gain_db;
+            off_target = fabs(step) > 0.01;
+            gain_db += step;
+        }
         converged = !peaks_pass && !off_target;
     }
     return 0;

@@ -71,3 +71,21 @@ def test_the_http_engine_is_levelled_too(daemon, broker, web):
     lufs, peak = measure(r["path"])
     assert abs(lufs + 20) <= 1.0 and peak <= -2, (lufs, peak)
     assert abs(r["loudness_lufs"] + 20) <= 0.5
+
+
+def test_a_target_out_of_reach_keeps_the_ceiling(daemon, broker):
+    """-5 LUFS under -9 dBTP cannot be had from speech: the limiter takes off
+    what it may (at most 30 dB a peak), the ceiling holds, and the result says
+    how loud the file came out."""
+    d = daemon(workers={"count": "1"}).start()
+    q = queue_of(d)
+    for fmt in ("wav", "mp3"):
+        broker.publish(q, {"id": fmt, "text": TEXT + " " + TEXT, "format": fmt,
+                           "loudness": -5, "true_peak": -9, "volume": 200})
+    res = broker.wait_results(2)
+    for fmt, r in res.items():
+        assert r["status"] == "ok", r
+        lufs, peak = measure(r["path"])
+        assert peak <= -9, (fmt, peak)
+        assert r["true_peak_dbtp"] <= -9, r
+        assert -25 < r["loudness_lufs"] < -5 and abs(lufs - r["loudness_lufs"]) <= 1.0, (fmt, lufs, r)
