@@ -225,7 +225,8 @@ static void test_formats(void **state)
                 make(fmt, rate, sets[s], NULL, n0, p0, sizeof(p0));
                 make(fmt, rate, sets[s], langs[s], n1, p1, sizeof(p1));
                 same_audio(p0, p1, 1);
-                ffprobe_check(p0, p1, langs[s], sets[s]);
+                if (r == 0) /* ffprobe at one rate: the tags do not depend on it */
+                    ffprobe_check(p0, p1, langs[s], sets[s]);
                 unlink(p0);
                 unlink(p1);
             }
