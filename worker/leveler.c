@@ -187,14 +187,14 @@ static int limiter_step(struct limiter *lm, double x, double *y)
 }
 
 /* One pass over the spilled audio: gain, then the limiter (threshold > 0),
- * measured into st, and written to enc when given. */
+ * measured into st and written to enc, each when given. */
 static int emit(ebur128_state *st, struct encoder *enc, const int16_t *out, size_t n, char *err,
                 size_t errlen)
 {
     float f[BLOCK];
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; st && i < n; i++)
         f[i] = out[i] / 32768.0f; /* measured as encoded: the rounded samples */
-    if (ebur128_add_frames_float(st, f, n) != EBUR128_SUCCESS) {
+    if (st && ebur128_add_frames_float(st, f, n) != EBUR128_SUCCESS) {
         snprintf(err, errlen, "loudness: libebur128 refused the audio");
         return -1;
     }
@@ -255,6 +255,27 @@ static double db(double lin)
     return lin > 0 ? 20.0 * log10(lin) : -HUGE_VAL;
 }
 
+/* One pass measured: its integrated loudness, and its true peak when tp. */
+static int measured_pass(struct leveler *l, double gain_db, double threshold, int tp,
+                         struct encoder *enc, double *got, double *got_tp, char *err,
+                         size_t errlen)
+{
+    ebur128_state *st = ebur128_init(1, (unsigned long)l->rate,
+                                     EBUR128_MODE_I | (tp ? EBUR128_MODE_TRUE_PEAK : 0));
+    if (!st) {
+        snprintf(err, errlen, "loudness: libebur128 cannot start");
+        return -1;
+    }
+    int rc = pass(l, pow(10, gain_db / 20), threshold, st, enc, err, errlen);
+    *got = -HUGE_VAL;
+    *got_tp = 0;
+    ebur128_loudness_global(st, got);
+    if (tp)
+        ebur128_true_peak(st, 0, got_tp);
+    ebur128_destroy(&st);
+    return rc;
+}
+
 int leveler_finish(struct leveler *l, struct encoder *enc, double *lufs, double *dbtp, char *err,
                    size_t errlen)
 {
@@ -267,57 +288,44 @@ int leveler_finish(struct leveler *l, struct encoder *enc, double *lufs, double 
     double gain_db = isfinite(loud) ? l->target - loud : 0;
     double limit_db = l->ceiling - l->margin;
     double threshold = db(peak) + gain_db > limit_db ? pow(10, limit_db / 20) : 0;
+    if (threshold == 0) {
+        /* A gain alone: one pass, which encodes, measured for the result. */
+        double got, got_tp;
+        if (measured_pass(l, gain_db, 0, 1, enc, &got, &got_tp, err, errlen) < 0)
+            return -1;
+        *lufs = got;
+        *dbtp = db(got_tp);
+        log_debug("loudness: 1 pass to %.2f LUFS, %.2f dBTP (gain %.2f dB)", got, *dbtp,
+                  gain_db);
+        return 0;
+    }
     /* With the limiter, passes that only measure until the loudness is within
-     * 0.2 LU of the target (the louder the target, the more the limiter takes
-     * off), then the one that encodes. */
-    int converged = threshold == 0;
-    /* The last measured pass at the same threshold: (gain, loudness got). */
-    double prev_gain = 0, prev_got = 0;
-    int have_prev = 0;
-    for (int round = 0; round < MAX_ROUNDS; round++) {
-        int last = converged || round == MAX_ROUNDS - 1;
-        double got_tp = 0;
-        ebur128_state *st =
-            ebur128_init(1, (unsigned long)l->rate, EBUR128_MODE_I | EBUR128_MODE_TRUE_PEAK);
-        if (!st) {
-            snprintf(err, errlen, "loudness: libebur128 cannot start");
+     * 0.2 LU of the target and the true peak under the ceiling, then the one
+     * that encodes, the same samples as the last measured: its figures are
+     * that pass's. The true peak (4x oversampled: most of a pass's time) is
+     * measured on the first pass and on those that may land on the target.
+     * The louder the gain, the more the limiter takes off, so a dB of gain
+     * gives less than a dB of loudness: the gain steps by the secant through
+     * the last two passes at the same threshold. */
+    double prev_gain = 0, prev_got = 0, miss = HUGE_VAL, got = -HUGE_VAL, got_tp = 0, slope = 1;
+    int have_prev = 0, converged = 0, round = 0, tp_passes = 0;
+    for (; round < MAX_ROUNDS - 1 && !converged; round++) {
+        int tp = round == 0 || fabs(miss) < 1.0;
+        tp_passes += tp;
+        if (measured_pass(l, gain_db, threshold, tp, NULL, &got, &got_tp, err, errlen) < 0)
             return -1;
-        }
-        int rc = pass(l, pow(10, gain_db / 20), threshold, st, last ? enc : NULL, err, errlen);
-        double got = -HUGE_VAL;
-        ebur128_loudness_global(st, &got);
-        ebur128_true_peak(st, 0, &got_tp);
-        if (rc == 0 && last) {
-            double tp = 0;
-            ebur128_true_peak(st, 0, &tp);
-            *lufs = got;
-            *dbtp = db(tp);
-        }
-        ebur128_destroy(&st);
-        if (rc < 0)
-            return -1;
-        if (last) {
-            log_debug("loudness: %d passes to %.2f LUFS, %.2f dBTP (gain %.2f dB%s)", round + 1,
-                      got, db(got_tp), gain_db, threshold > 0 ? ", limited" : "");
-            break;
-        }
-        /* The limiter took some loudness off: give it back (the limiter keeps
-         * the peaks where they must be). The louder the gain, the more the
-         * limiter takes: a step by the secant through the last two passes
-         * (a dB of gain gives less than a dB of loudness), not by the miss
-         * alone, which would creep up on the target a fraction at a time. */
-        int peaks_pass = db(got_tp) > l->ceiling - l->margin + 0.3;
-        int off_target = isfinite(got) && fabs(l->target - got) > 0.2;
-        if (peaks_pass) { /* peaks between the samples still pass: limit lower */
-            threshold *= pow(10, (l->ceiling - l->margin - db(got_tp)) / 20);
-            have_prev = 0; /* another curve */
+        miss = isfinite(got) ? l->target - got : 0;
+        int peaks_pass = tp && db(got_tp) > limit_db + 0.3;
+        int off_target = fabs(miss) > 0.2;
+        if (peaks_pass) { /* peaks between the samples pass: limit lower */
+            threshold *= pow(10, (limit_db - db(got_tp)) / 20);
+            have_prev = 0; /* another curve, of much the same slope */
         }
         if (off_target) {
-            double slope = 1;
             if (have_prev && fabs(gain_db - prev_gain) > 1e-3)
                 slope = (got - prev_got) / (gain_db - prev_gain);
             slope = slope < 0.1 ? 0.1 : slope > 1 ? 1 : slope;
-            double step = (l->target - got) / slope;
+            double step = miss / slope;
             step = step > 24 ? 24 : step < -24 ? -24 : step;
             prev_gain = gain_db;
             prev_got = got;
@@ -331,8 +339,23 @@ int leveler_finish(struct leveler *l, struct encoder *enc, double *lufs, double 
             off_target = fabs(step) > 0.01;
             gain_db += step;
         }
-        converged = !peaks_pass && !off_target;
+        /* On target with the peaks unmeasured: the next pass measures them,
+         * at the same gain. */
+        converged = tp && !peaks_pass && !off_target;
+        if (!off_target && !tp)
+            miss = 0;
     }
+    if (converged) {
+        if (pass(l, pow(10, gain_db / 20), threshold, NULL, enc, err, errlen) < 0)
+            return -1;
+    } else if (measured_pass(l, gain_db, threshold, 1, enc, &got, &got_tp, err, errlen) < 0) {
+        return -1; /* out of passes: the last one's figures */
+    }
+    *lufs = got;
+    *dbtp = db(got_tp);
+    log_debug("loudness: %d passes (%d measuring the true peak) to %.2f LUFS, %.2f dBTP "
+              "(gain %.2f dB, limited%s)",
+              round + 1, tp_passes, got, *dbtp, gain_db, converged ? "" : ", out of passes");
     return 0;
 }
 
