@@ -13,7 +13,9 @@
 
 #include "synth.h"
 
-#define ENGINE_API_VERSION 2
+/* Bumped with every change to the structures both sides read (synth.h, job.h):
+ * 3 for the language tag (JOB_TAGS) and the http engine's cache key. */
+#define ENGINE_API_VERSION 3
 #define ENGINE_API_SYMBOL "c2a_engine_api"
 #define ENGINE_LIB "c2a-engine.so"
 #define NOAUDIO_LIB "c2a-noaudio.so" /* loaded first: see noaudio.c */

@@ -337,7 +337,8 @@ int leveler_finish(struct leveler *l, struct encoder *enc, double *lufs, double 
             if (gain_db + step > top)
                 step = top - gain_db;
             off_target = fabs(step) > 0.01;
-            gain_db += step;
+            if (off_target) /* else the gain stays that of the pass measured */
+                gain_db += step;
         }
         /* On target with the peaks unmeasured: the next pass measures them,
          * at the same gain. */

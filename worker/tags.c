@@ -129,8 +129,11 @@ static int write_at(struct tfile *f, const void *buf, size_t n, uint64_t off)
         ssize_t k = pwrite(f->fd, p, n, (off_t)off);
         if (k < 0 && errno == EINTR)
             continue;
-        if (k <= 0)
-            return fail(f, "write: %s", k < 0 ? strerror(errno) : "nothing written");
+        if (k <= 0) {
+            if (k == 0)
+                errno = ENOSPC; /* no progress: as good as a full disk */
+            return fail(f, "write: %s", strerror(errno));
+        }
         p += k;
         n -= (size_t)k;
         off += (uint64_t)k;

@@ -36,7 +36,8 @@ int64_t tts_wav_ms(const char *wav, size_t len)
         uint32_t size = le32(b + off + 4);
         size_t avail = len - off - 8;
         if (memcmp(b + off, "data", 4) == 0) {
-            uint64_t n = size < avail ? size : avail;
+            /* 0 or 0xffffffff: a streaming server's unknown size */
+            uint64_t n = size && size < avail ? size : avail;
             return byte_rate ? (int64_t)(n * 1000 / byte_rate) : 0;
         }
         if (size > avail)

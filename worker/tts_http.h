@@ -19,7 +19,7 @@ char *tts_http_request(const char *model, const char *voice, int rate, const cha
 
 /* The length in ms of a WAV answer, for progress messages, from its header
  * alone (the data chunk's size, or the bytes after it when a streaming server
- * left the size unknown, over the fmt chunk's byte rate); 0 when it cannot
+ * left the size unknown: 0 or past the end, over the fmt chunk's byte rate); 0 when it cannot
  * tell. The answer is not trusted: only the engine child decodes it. */
 int64_t tts_wav_ms(const char *wav, size_t len);
 

@@ -57,8 +57,10 @@ static void test_wav_lengths(void **state)
     assert_int_equal(tts_wav_ms((char *)b, n), 1000);
     n = make_wav(b, 7, 48000, 2, 96000, 96000);
     assert_int_equal(tts_wav_ms((char *)b, n), 500);
-    /* a streaming server's unknown size: what follows the header */
+    /* a streaming server's unknown size (either way): what follows the header */
     n = make_wav(b, 0, 24000, 1, 12000, 0xffffffffu);
+    assert_int_equal(tts_wav_ms((char *)b, n), 250);
+    n = make_wav(b, 0, 24000, 1, 12000, 0);
     assert_int_equal(tts_wav_ms((char *)b, n), 250);
     /* cut short: what arrived */
     n = make_wav(b, 0, 24000, 1, 48000, 96000);
