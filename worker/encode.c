@@ -355,6 +355,7 @@ void encoder_abort(struct encoder *e)
 
 int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errlen)
 {
+    int ret = -1;
     memset(out, 0, sizeof(*out));
     if (e->src && resample_block(e, e->in, 0, 1, err, errlen) < 0)
         goto fail;
@@ -367,7 +368,8 @@ int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errl
     if (e->lang[0]) {
         uint64_t len = (uint64_t)e->len;
         char why[256];
-        if (tags_add_language(e->fd, &len, e->format, e->lang, why, sizeof(why)) < 0) {
+        ret = tags_add_language(e->fd, &len, e->format, e->lang, why, sizeof(why));
+        if (ret < 0) {
             snprintf(err, errlen, "language tag in %s: %s", e->tmp, why);
             goto fail;
         }
@@ -382,7 +384,7 @@ int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errl
     return 0;
 fail:
     encoder_abort(e);
-    return -1;
+    return ret;
 }
 
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen)

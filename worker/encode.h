@@ -61,7 +61,8 @@ int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char
  * duration and the file's length (with the language tag, if one was set,
  * added after libsndfile closed the file); the temporary file is complete but
  * neither flushed, hashed nor renamed (outfile_commit()). On failure (adding
- * the language tag too) it is removed. */
+ * the language tag too) it is removed: -2 when the language tag could not be
+ * written into this file (tags_add_language(): retrying cannot help), else -1. */
 int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errlen);
 /* Close and commit at once, the directory flushed too; frees the encoder. */
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);

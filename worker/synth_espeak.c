@@ -250,12 +250,13 @@ static void run_job(struct synth *s, struct synth_work *w, const char *text, siz
     } else {
         int64_t t1 = now_mono_ms();
         char err[256];
+        int closed;
         if (c.lev && leveler_finish(c.lev, c.enc, &w->loudness_lufs, &w->true_peak_dbtp, err,
                                     sizeof(err)) < 0) {
             fail_work(w, 0, "write_failed", "%s", err);
             encoder_abort(c.enc);
-        } else if (encoder_close(c.enc, &w->enc, err, sizeof(err)) < 0) {
-            fail_work(w, 0, "write_failed", "%s", err);
+        } else if ((closed = encoder_close(c.enc, &w->enc, err, sizeof(err))) < 0) {
+            fail_work(w, closed == -2, closed == -2 ? "bad_field" : "write_failed", "%s", err);
         } else if (captions_write(w->output_dir, w->tmp_tag, name, job->captions, norm, nlen,
                                   c.ev, c.nev, w->enc.duration_ms, &w->captions_written, err,
                                   sizeof(err)) < 0) {

@@ -23,6 +23,7 @@
  * reason of a refusal goes. */
 struct tfile {
     int fd;
+    int io; /* a read or write failed: not a refusal */
     uint64_t len;
     char *err;
     size_t errlen;
@@ -112,7 +113,7 @@ static int read_at(struct tfile *f, void *buf, size_t n, uint64_t off)
         if (k < 0 && errno == EINTR)
             continue;
         if (k < 0)
-            return fail(f, "read: %s", strerror(errno));
+            return f->io = 1, fail(f, "read: %s", strerror(errno));
         if (k == 0)
             return fail(f, "read: the file is shorter than %llu bytes", ull(f->len));
         p += k;
@@ -132,6 +133,7 @@ static int write_at(struct tfile *f, const void *buf, size_t n, uint64_t off)
         if (k <= 0) {
             if (k == 0)
                 errno = ENOSPC; /* no progress: as good as a full disk */
+            f->io = 1;
             return fail(f, "write: %s", strerror(errno));
         }
         p += k;
@@ -180,6 +182,7 @@ static int splice_at(struct tfile *f, uint64_t off, uint64_t oldlen, const void 
             done += n;
         }
         if (ftruncate(f->fd, (off_t)(f->len - d)) < 0) {
+            f->io = 1;
             fail(f, "truncate: %s", strerror(errno));
             goto out;
         }
@@ -996,7 +999,7 @@ int tags_add_language(int fd, uint64_t *len, const char *format, const char *lan
     struct tfile f = {.fd = fd, .len = *len, .err = err, .errlen = errlen};
     int rc;
     if (tags_check_language(lang, err, errlen) < 0)
-        return -1;
+        return -2;
     if (strcmp(format, "wav") == 0)
         rc = wav_add(&f, lang);
     else if (strcmp(format, "flac") == 0)
@@ -1008,7 +1011,7 @@ int tags_add_language(int fd, uint64_t *len, const char *format, const char *lan
     else if (strcmp(format, "mp3") == 0)
         rc = mp3_add(&f, lang);
     else
-        return fail(&f, "language: no language tag for format %s", format);
+        return fail(&f, "language: no language tag for format %s", format) - 1;
     *len = f.len;
-    return rc;
+    return rc < 0 && !f.io ? -2 : rc;
 }

@@ -25,7 +25,9 @@ int tags_check_language(const char *lang, char *err, size_t errlen);
 /* Add the language tag lang (as tags_check_language() accepts; an existing
  * language tag is replaced) to the closed audio file of the given format
  * ("wav", "flac", "ogg", "opus", "mp3") open on fd (read/write), *len bytes
- * long; *len is updated. 0, or -1 with a reason in err.
+ * long; *len is updated. 0; -2 with a reason in err when the file (or lang)
+ * is refused and left as it was (retrying cannot help); -1 when a read or
+ * write failed (a full disk, an I/O error: the file may be half changed).
  *
  * Everything is checked before the first write: a file it does not understand
  * (malformed, truncated, another codec, metadata over 1 MB) is refused and left

@@ -199,9 +199,10 @@ int tts_http_render(const struct wav_part *parts, int n, char *const *texts, int
         levels->on = 1;
         leveler_free(lev);
     }
-    if (encoder_close(enc, out, err, errlen) < 0) {
-        *permanent = 0;
-        strcpy(code, "write_failed");
+    int closed = encoder_close(enc, out, err, errlen);
+    if (closed < 0) {
+        *permanent = closed == -2;
+        strcpy(code, closed == -2 ? "bad_field" : "write_failed");
         free(start_ms);
         return -1;
     }

@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t got;
     uint8_t *file = get(fd, &got);
     if (rc != 0) {
-        if (rc != -1 || !err[0] || got != n || len != n || memcmp(file, in, n) != 0)
+        if (rc != -2 || !err[0] || got != n || len != n || memcmp(file, in, n) != 0)
             abort();
     } else {
         if (len != got)
