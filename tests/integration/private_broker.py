@@ -22,6 +22,7 @@ so that its Erlang cookie is its own; rabbitmqctl runs the same way, in ctl().
 
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -40,15 +41,31 @@ def available():
     return os.path.exists(SERVER) and os.path.exists(CTL)
 
 
-def _free_port(low=1024, high=55000):
-    # rabbitmqctl's own distribution ports are 35672-35682 unless told
-    # otherwise; keep ours away from them.
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _free_port():
+    """A port free now and below the kernel's ephemeral range. A node that is
+    stopped and started again must find its ports free: one the kernel hands
+    out to any connect() or bind(0) meanwhile (a worker reconnecting, an Erlang
+    VM's own distribution listener) makes the restart fail with eaddrinuse, as
+    it once did in CI. rabbitmqctl's own distribution ports (35672-35682) are
+    above it too."""
+    high = min(_ephemeral_low(), 32768) - 1
+    rng = random.SystemRandom()
     while True:
+        port = rng.randrange(20000, high)
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if low <= port <= high and not 35600 <= port <= 35700:
-            return port
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def _port_open(port):
