@@ -9,7 +9,8 @@
  *  - past MAX_CONNECTIONS open connections, or when the process is out of
  *    descriptors, the connection idle longest is closed to make room, so a new
  *    client (a health check) always gets in; accept() never spins and the log
- *    is not flooded;
+ *    is not flooded. A connection waiting for an answer that comes later (the
+ *    dead letters, from c2actl) is not idle and is not closed;
  *  - a NUL byte in a request gets 400: evhttp keeps header values as C strings,
  *    so "Bearer <token>\0junk" would otherwise pass for the token.
  *
@@ -60,6 +61,7 @@ struct peer {
     int64_t since_ms; /* first byte of the request being read; 0 between requests */
     int64_t last_ms;  /* last request or byte: the idle one goes first */
     int nul;          /* a NUL byte arrived: its request gets 400 */
+    int waiting;      /* its request is being answered later (/dead/): never closed for room */
 };
 
 struct control {
@@ -434,7 +436,7 @@ static int peers_make_room(int except)
     int victim = -1;
     for (int fd = 0; fd < npeers; fd++) {
         struct peer *p = fd == except ? NULL : peer_live(fd);
-        if (!p)
+        if (!p || p->waiting)
             continue;
         struct peer *v = victim >= 0 ? &peers[victim] : NULL;
         if (!v || (v->since_ms && !p->since_ms) ||
@@ -525,12 +527,29 @@ static void sweep_cb(evutil_socket_t fd_, short what, void *arg)
                  REQUEST_DEADLINE_S);
 }
 
+/* The peer whose connection carries req, if still the one it was. */
+static struct peer *peer_of(struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    return bev ? peer_live(bufferevent_getfd(bev)) : NULL;
+}
+
+/* A request answered later has had its answer sent. */
+static void answered(struct evhttp_request *req, void *arg)
+{
+    (void)arg;
+    struct peer *p = peer_of(req);
+    if (p) {
+        p->waiting = 0;
+        p->last_ms = now_mono_ms();
+    }
+}
+
 static void dispatch(struct evhttp_request *req, void *arg)
 {
     struct control *c = arg;
-    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-    struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-    struct peer *p = bev ? peer_live(bufferevent_getfd(bev)) : NULL;
+    struct peer *p = peer_of(req);
     if (p) {
         p->since_ms = 0; /* whole: what follows is the next request */
         p->last_ms = now_mono_ms();
@@ -548,6 +567,10 @@ static void dispatch(struct evhttp_request *req, void *arg)
     if (strncmp(path, "/dead/", 6) == 0) {
         if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && !authorized(c, req))
             return;
+        if (p) {
+            p->waiting = 1;
+            evhttp_request_set_on_complete_cb(req, answered, NULL);
+        }
         dead_api_handle(c->dead, req, path + 6);
         return;
     }

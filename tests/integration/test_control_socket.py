@@ -8,11 +8,12 @@ import select
 import socket
 import stat
 import subprocess
+import threading
 import time
 
 import requests
 
-from conftest import wait_for
+from conftest import queue_name, wait_for
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -183,6 +184,92 @@ def test_keepalive_clients_cannot_lock_others_out(daemon):
             s.close()
     st = wait_for(lambda: d.status(), what="status once they left")
     assert st["totals"]["worker_restarts"] == 0
+
+
+class FreezingRelay:
+    """A TCP relay to the shared broker that can stop relaying new connections:
+    a client connecting while it is frozen waits for the broker's answer as it
+    would behind a hung broker."""
+
+    def __init__(self, target=("127.0.0.1", 5672)):
+        self.target = target
+        self.frozen = False
+        self.held = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.frozen:
+                self.held.append(c)
+                continue
+            u = socket.create_connection(self.target)
+            self.held += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while (data := a.recv(65536)):
+                b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+        for s in self.held:
+            s.close()
+
+
+def test_a_client_awaiting_dead_letters_is_not_closed_for_room(daemon):
+    """GET /dead/Q is answered when c2actl has asked the broker, which can take
+    seconds: the client waiting for it is not idle. When 300 keep-alive clients
+    fill the control socket, the connections idle longest are closed, never the
+    one awaiting its answer (it was the first closed: its request was the
+    oldest)."""
+    relay = FreezingRelay()
+    held = []
+    try:
+        d = daemon(broker={"url": f"amqp://guest:guest@127.0.0.1:{relay.port}/%2f"}).start()
+        relay.frozen = True  # c2actl now waits 5 s for the broker, then gives up
+        w = socket.create_connection(("127.0.0.1", d.port), timeout=20)
+        w.sendall(f"GET /dead/{queue_name(d.tmp, d.name)} HTTP/1.1\r\nHost: t\r\n\r\n"
+                  .encode())
+        def helper_running():
+            kids = open(f"/proc/{d.master_pid}/task/{d.master_pid}/children").read().split()
+            return any(open(f"/proc/{k}/comm").read().strip() == "c2actl" for k in kids
+                       if os.path.exists(f"/proc/{k}/comm"))
+        wait_for(helper_running, what="c2actl asking the broker")
+        t0 = time.monotonic()
+        for i in range(300):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+            assert ask(s).startswith(b"HTTP/1.1 200"), i
+            held.append(s)
+        time.sleep(0.3)
+        assert time.monotonic() - t0 < 4.5, "too slow to tell: c2actl may have answered"
+        gone = [i for i, s in enumerate(held) if closed_by_peer(s)]
+        assert len(gone) == 45 and not closed_by_peer(w), gone
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = w.recv(4096)
+            assert chunk, f"closed without an answer: {reply!r}"
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 502"), reply[:200]
+        assert b"broker_unreachable" in reply
+        w.close()
+    finally:
+        for s in held:
+            s.close()
+        relay.close()
 
 
 def test_slow_requests_are_dropped(daemon):
