@@ -3,8 +3,10 @@
  * messages/s here). Publishes N jobs to a queue with at most W unanswered at a
  * time, collects the results on a private reply queue, and prints throughput
  * and latency percentiles.
- *   loadgen AMQP_URL QUEUE N WINDOW 'JOB_JSON_WITHOUT_ID'
- * The job JSON gets "id":"lg-<n>" inserted; results must all be "ok".
+ *   loadgen AMQP_URL QUEUE N WINDOW 'JOB_JSON_WITHOUT_ID' [ID_PREFIX]
+ * The job JSON gets "id":"<ID_PREFIX>-<n>" inserted (ID_PREFIX defaults to lg;
+ * runs into one output directory need prefixes of their own, or each file
+ * replaces the last run's); results must all be "ok".
  */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
@@ -24,15 +26,15 @@ static void die(const char *what)
 
 int main(int argc, char **argv)
 {
-    if (argc != 6) {
-        fprintf(stderr, "usage: loadgen AMQP_URL QUEUE N WINDOW JOB_JSON\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: loadgen AMQP_URL QUEUE N WINDOW JOB_JSON [ID_PREFIX]\n");
         return 2;
     }
     struct amqp_connection_info ci;
     char *url = strdup(argv[1]);
     const char *queue = argv[2];
     long n = atol(argv[3]), window = atol(argv[4]);
-    const char *job = argv[5];
+    const char *job = argv[5], *prefix = argc == 7 ? argv[6] : "lg";
     if (amqp_parse_url(url, &ci) != AMQP_STATUS_OK || job[0] != '{')
         die("bad arguments");
     amqp_connection_state_t conn = amqp_new_connection();
@@ -56,7 +58,8 @@ int main(int argc, char **argv)
     double t0 = bench_now();
     while (received < n) {
         while (published < n && published - received < window) {
-            int len = snprintf(body, sizeof(body), "{\"id\":\"lg-%ld\",%s", published, job + 1);
+            int len = snprintf(body, sizeof(body), "{\"id\":\"%s-%ld\",%s", prefix, published,
+                               job + 1);
             snprintf(cid, sizeof(cid), "%ld", published);
             amqp_basic_properties_t p = {0};
             p._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_REPLY_TO_FLAG |
