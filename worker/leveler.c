@@ -109,8 +109,41 @@ int leveler_push(struct leveler *l, const int16_t *pcm, size_t frames, char *err
  * averaged over the last LOOKAHEAD samples, so the gain glides down before a
  * peak instead of stepping (each average includes r[n] itself: it never lets
  * a sample past the threshold); then a slower release. The output is delayed
- * by LOOKAHEAD - 1 samples. */
+ * by LOOKAHEAD - 1 + TP_HALF samples.
+ *
+ * A sample's peak is the largest of it and the three points a quarter, a half
+ * and three quarters of the way to the next, interpolated 4x the way a true
+ * peak meter does (BS.1770: libebur128 measures the result so): loud, clipped
+ * speech has much energy near Nyquist, and its true peaks lie well above its
+ * samples. Limiting those peaks themselves, the limiter seldom has to be
+ * run again lower because its output's true peak passed the ceiling. */
 #define LOOKAHEAD_MAX 512
+#define TP_HALF 6             /* taps each side of the point interpolated */
+#define TP_TAPS (2 * TP_HALF) /* a phase's taps: samples m - 5 .. m + 6 */
+
+/* The interpolating filter's three phases: a windowed sinc (Hann over the
+ * taps), each phase scaled to unity gain at DC. By tap, then phase. */
+static double tp_coef[TP_TAPS][3];
+
+static void tp_init(void)
+{
+    static int done;
+    if (done)
+        return;
+    for (int q = 1; q <= 3; q++) {
+        double t = q / 4.0, sum = 0;
+        for (int i = 0; i < TP_TAPS; i++) {
+            double x = t - (i - (TP_HALF - 1)); /* distance from sample m + i - 5 */
+            double sinc = fabs(x) < 1e-12 ? 1 : sin(M_PI * x) / (M_PI * x);
+            double w = 0.5 + 0.5 * cos(M_PI * x / TP_HALF);
+            tp_coef[i][q - 1] = sinc * w;
+            sum += sinc * w;
+        }
+        for (int i = 0; i < TP_TAPS; i++)
+            tp_coef[i][q - 1] /= sum;
+    }
+    done = 1;
+}
 
 struct limiter {
     double threshold, release;
@@ -124,12 +157,16 @@ struct limiter {
     uint64_t qn[LOOKAHEAD_MAX * 2];
     int qh, qt;
     double env;
-    double p1, p2; /* the two inputs before this one */
+    uint64_t taken;          /* inputs taken, the first TP_HALF only into h */
+    int hi;                  /* where the next input goes in h */
+    int xi;                  /* n % la, the slot of x[] and m[] of the next sample */
+    double h[2 * TP_TAPS];   /* the last TP_TAPS inputs, twice: h[hi .. hi + TP_TAPS) */
 };
 
 static void limiter_init(struct limiter *lm, double threshold, int rate)
 {
     memset(lm, 0, sizeof(*lm));
+    tp_init();
     lm->threshold = threshold;
     lm->la = rate / 200; /* 5 ms */
     if (lm->la < 2)
@@ -143,25 +180,28 @@ static void limiter_init(struct limiter *lm, double threshold, int rate)
         lm->m[i] = 1.0;
 }
 
-/* Take x; returns 1 with *y set when a delayed sample comes out. */
-static int limiter_step(struct limiter *lm, double x, double *y)
+/* Take an input; returns 1 with *y set when a delayed sample comes out. */
+static int limiter_step(struct limiter *lm, double in, double *y)
 {
+    /* The sample TP_HALF inputs back, m, with the points after it. */
+    lm->h[lm->hi] = lm->h[lm->hi + TP_TAPS] = in;
+    lm->hi = lm->hi + 1 == TP_TAPS ? 0 : lm->hi + 1;
+    if (++lm->taken <= TP_HALF)
+        return 0;
+    const double *h = lm->h + lm->hi; /* oldest first: h[i] is sample m - 5 + i */
+    double x = h[TP_HALF - 1], v0 = 0, v1 = 0, v2 = 0; /* three sums, in registers */
+    for (int i = 0; i < TP_TAPS; i++) {
+        v0 += tp_coef[i][0] * h[i];
+        v1 += tp_coef[i][1] * h[i];
+        v2 += tp_coef[i][2] * h[i];
+    }
+    double peak = fmax(fmax(fabs(x), fabs(v0)), fmax(fabs(v1), fabs(v2)));
     int la = lm->la;
     uint64_t k = lm->n++;
-    /* The peak between the last sample and this one, from the parabola
-     * through the last three: loud, clipped speech has much energy near
-     * Nyquist, and its true peaks lie well above its samples. */
-    double peak = fabs(x);
-    for (int q = 1; q <= 3; q++) {
-        double t = q / 4.0;
-        double v = lm->p1 + t * (x - lm->p2) / 2 + t * t * (lm->p2 - 2 * lm->p1 + x) / 2;
-        if (fabs(v) > peak)
-            peak = fabs(v);
-    }
-    lm->p2 = lm->p1;
-    lm->p1 = x;
+    int xk = lm->xi, xj = xk + 1 == la ? 0 : xk + 1; /* k % la, (k + 1 - la) % la */
+    lm->xi = xj;
     double r = peak > lm->threshold ? lm->threshold / peak : 1.0;
-    lm->x[k % (uint64_t)la] = x;
+    lm->x[xk] = x;
     /* the deque holds the window [k - la + 1, k], minimum at its head */
     int cap = LOOKAHEAD_MAX * 2;
     while (lm->qt != lm->qh && lm->qr[(lm->qt + cap - 1) % cap] >= r)
@@ -173,16 +213,16 @@ static int limiter_step(struct limiter *lm, double x, double *y)
         lm->qh = (lm->qh + 1) % cap;
     if (k + 1 < (uint64_t)la)
         return 0;
-    uint64_t j = k + 1 - (uint64_t)la; /* m[j] = min r[j .. k] */
+    /* m[j] = min r[j .. k], j = k + 1 - la */
     double m = lm->qr[lm->qh];
-    lm->msum += m - lm->m[j % (uint64_t)la];
-    lm->m[j % (uint64_t)la] = m;
+    lm->msum += m - lm->m[xj];
+    lm->m[xj] = m;
     double a = lm->msum / la;
     if (a < lm->env)
         lm->env = a;
     else
         lm->env = lm->env + lm->release < a ? lm->env + lm->release : a;
-    *y = lm->x[j % (uint64_t)la] * lm->env;
+    *y = lm->x[xj] * lm->env;
     return 1;
 }
 
@@ -241,7 +281,7 @@ static int pass(struct leveler *l, double gain, double threshold, ebur128_state 
     if (rc == 0 && lm) {
         size_t o = 0;
         double y;
-        for (int i = 0; i < lm->la - 1 && lm->n; i++)
+        for (int i = 0; i < lm->la - 1 + TP_HALF && lm->taken; i++)
             if (limiter_step(lm, 0, &y))
                 out[o++] = to_pcm(y);
         rc = emit(st, enc, out, o, err, errlen);
