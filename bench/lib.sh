@@ -27,10 +27,10 @@ trap bench_cleanup EXIT
 # BENCH_INST=N (default 0) runs the Nth of several daemons side by side: its
 # pidfile is $TMP/pid (N = 0) or $TMP/pidN, its control port PORT + N.
 bench_start() {
-    i=${BENCH_INST:-0}
-    cat > "$TMP/c$i.conf" <<CONF
+    _bi=${BENCH_INST:-0}
+    cat > "$TMP/c$_bi.conf" <<CONF
 [master]
-control = 127.0.0.1:$((PORT + i))
+control = 127.0.0.1:$((PORT + _bi))
 pidfile = $(bench_pidfile)
 log_file = $TMP/log
 log_level = ${5:-warn}
@@ -44,8 +44,8 @@ queues = $4
 dir = $AUDIO/$4
 fsync = ${6:-yes}
 CONF
-    build/c2a-worker -D -c "$TMP/c$i.conf"
-    until [ "$(curl -fsS "http://127.0.0.1:$((PORT + i))/status" 2>/dev/null |
+    build/c2a-worker -D -c "$TMP/c$_bi.conf"
+    until [ "$(curl -fsS "http://127.0.0.1:$((PORT + _bi))/status" 2>/dev/null |
         grep -o '"broker_connected":true' | wc -l)" -ge "$1" ]; do
         sleep 0.1
     done
