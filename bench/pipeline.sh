@@ -4,9 +4,10 @@
 # /dev/shm instead):
 #   (a) the limit: espeak-ng + WAV encoded into memory, no file, in a loop, one
 #       process per worker, no broker
-#   (f) the same loop writing each file as the workers do (temporary file,
-#       SHA-256 read back, fsync, rename, directory fsync), in the synthesizing
-#       process, no broker: what the file alone costs
+#   (f) the same loop writing each file as the workers do by default
+#       (temporary file, SHA-256 read back, fsync, its pages dropped from the
+#       page cache, rename, directory fsync), in the synthesizing process, no
+#       broker: what the file alone costs
 #   (b) c2a-worker, app = builtin:speech, the same text through RabbitMQ with
 #       results, [output] fsync = yes (the default) and fsync = no
 #   (c) c2a-worker, app = builtin:noop, through RabbitMQ with results

@@ -78,6 +78,7 @@ struct config {
     /* [output] */
     char *output_dir;
     int output_fsync;
+    char *page_cache; /* drop or keep */
     int keep_uploaded;
     int progress;
     char *captions; /* none, vtt, srt or both */

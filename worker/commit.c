@@ -16,7 +16,7 @@
 #define COMMIT_STACK (256 * 1024)
 
 struct committer {
-    int flush;
+    int flags; /* OUTFILE_FLUSH, OUTFILE_DROP */
     commit_done_fn done;
     void *ctx;
     int efd;
@@ -62,6 +62,7 @@ static void commit_batch(struct committer *c, struct commit_req *batch)
         }
         /* The files that go with the audio first: when the audio is there, so
          * are they. outfile_commit() removes a file it fails on. */
+        int flags = r->keep_cached ? c->flags & ~OUTFILE_DROP : c->flags;
         r->ok = 1;
         for (int i = 0; i < r->n_side; i++) {
             if (!r->ok) {
@@ -69,16 +70,15 @@ static void commit_batch(struct committer *c, struct commit_req *batch)
                 continue;
             }
             struct encoded scratch;
-            r->ok = outfile_commit(r->side_tmp[i], r->side_path[i], c->flush, &scratch, r->err,
+            r->ok = outfile_commit(r->side_tmp[i], r->side_path[i], flags, &scratch, r->err,
                                    sizeof(r->err)) == 0;
         }
         if (!r->ok)
             unlink(r->tmp);
         else
-            r->ok = outfile_commit(r->tmp, r->path, c->flush, &r->enc, r->err, sizeof(r->err)) ==
-                    0;
+            r->ok = outfile_commit(r->tmp, r->path, flags, &r->enc, r->err, sizeof(r->err)) == 0;
     }
-    if (!c->flush)
+    if (!(c->flags & OUTFILE_FLUSH))
         return;
     for (struct commit_req *r = batch; r; r = r->next) {
         if (!r->ok || !r->path[0])
@@ -150,11 +150,11 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-struct committer *committer_new(struct event_base *base, int flush, commit_done_fn done, void *ctx,
+struct committer *committer_new(struct event_base *base, int flags, commit_done_fn done, void *ctx,
                                 char *err, size_t errlen)
 {
     struct committer *c = xcalloc(1, sizeof(*c));
-    c->flush = flush;
+    c->flags = flags;
     c->done = done;
     c->ctx = ctx;
     c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -7,7 +7,9 @@
  * finished while the last batch was being flushed share one directory flush).
  * Only then does the loop hear of it, so a result is never published, nor a job
  * acked, before its file and directory entry are on disk. With [output] fsync =
- * no both flushes are skipped (the rename stays atomic).
+ * no both flushes are skipped (the rename stays atomic). With [output]
+ * page_cache = drop (the default) a flushed file's pages leave the page cache,
+ * unless its request keeps them.
  *
  * The thread does file system calls only: no logging, no allocation, nothing of
  * the loop's; it hands finished requests back through an eventfd that the loop
@@ -31,6 +33,7 @@ struct commit_req {
      * path, removed with it */
     int n_side;
     char side_tmp[2][4096], side_path[2][4096];
+    int keep_cached;         /* in: the file is read again soon (an upload): its pages stay */
     int ok;                  /* out */
     char err[256];           /* out, when not ok */
     struct encoded enc;      /* out: bytes and sha256 */
@@ -40,8 +43,9 @@ struct commit_req {
 /* Called on the loop for each request, in order; the callee frees it. */
 typedef void (*commit_done_fn)(void *ctx, struct commit_req *r);
 
-/* NULL with a reason when the thread cannot start. */
-struct committer *committer_new(struct event_base *base, int flush, commit_done_fn done, void *ctx,
+/* NULL with a reason when the thread cannot start. flags: outfile_commit()'s
+ * (OUTFILE_FLUSH, OUTFILE_DROP). */
+struct committer *committer_new(struct event_base *base, int flags, commit_done_fn done, void *ctx,
                                 char *err, size_t errlen);
 /* Hand over a request (malloc'd by the caller); its done() comes later. */
 void committer_submit(struct committer *c, struct commit_req *r);

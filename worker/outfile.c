@@ -64,8 +64,8 @@ void outfile_tmp_path(char *out, size_t len, const char *dir, const char *tag, c
         snprintf(out, len, "%s/" OUTFILE_TMP_DIR "/%d.%s", dir, (int)getpid(), name);
 }
 
-int outfile_commit(const char *tmp, const char *path, int flush, struct encoded *out, char *err,
-                  size_t errlen)
+int outfile_commit(const char *tmp, const char *path, int flags, struct encoded *out, char *err,
+                   size_t errlen)
 {
     int fd = open(tmp, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
@@ -74,9 +74,12 @@ int outfile_commit(const char *tmp, const char *path, int flush, struct encoded 
     }
     const char *what = "reading back";
     int rc = sha256_file(fd, out->sha256, &out->bytes);
-    if (rc == 0 && flush) {
+    if (rc == 0 && (flags & OUTFILE_FLUSH)) {
         what = "fsync";
         rc = fsync(fd);
+        /* Advice: a failure costs memory, never the file. */
+        if (rc == 0 && (flags & OUTFILE_DROP))
+            (void)posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
     }
     if (rc < 0)
         snprintf(err, errlen, "%s %s: %s", what, tmp, strerror(errno));

@@ -30,10 +30,18 @@ struct encoded {
 void outfile_job_name(const struct job *job, char *out, size_t len);
 /* The temporary path of dir/name for a tag (NULL: this process's pid). */
 void outfile_tmp_path(char *out, size_t len, const char *dir, const char *tag, const char *name);
+/* outfile_commit()'s flags */
+enum {
+    OUTFILE_FLUSH = 1, /* fsync the file */
+    OUTFILE_DROP = 2,  /* then drop its pages from the page cache (with OUTFILE_FLUSH) */
+};
 /* Make the closed temporary file tmp the file at path: its size and SHA-256 into
- * out->bytes and out->sha256, fsync when flush, then rename. On failure tmp is
- * removed. The directory entry is durable only after outfile_flush_dir(). */
-int outfile_commit(const char *tmp, const char *path, int flush, struct encoded *out, char *err,
+ * out->bytes and out->sha256, fsync with OUTFILE_FLUSH, then rename. On failure
+ * tmp is removed. The directory entry is durable only after outfile_flush_dir().
+ * OUTFILE_DROP: no one here reads the file again, and pages that were just
+ * flushed are clean, so they go back to the allocator at once (the next file
+ * reuses them) rather than pushing out pages the machine reads. */
+int outfile_commit(const char *tmp, const char *path, int flags, struct encoded *out, char *err,
                    size_t errlen);
 /* fsync of a directory: its renames are on disk. -1 with errno. */
 int outfile_flush_dir(const char *dir);

@@ -872,6 +872,8 @@ static void commit_audio(struct pipeline *p, struct task *t)
 {
     struct commit_req *r = xcalloc(1, sizeof(*r));
     task_paths(p, t, r, t->work.captions_written);
+    /* An upload reads the files right after this. */
+    r->keep_cached = t->job.upload_url || t->job.captions_upload[0] || t->job.captions_upload[1];
     r->arg = t;
     t->tmp_tag[0] = '\0';
     t->commit = r;
@@ -1346,8 +1348,11 @@ static struct pipeline *pipeline_start(const struct pipeline_env *env, char *err
          * would hand the child a lock it can never take. Later forks (engine
          * respawns) find the thread idle or in system calls: it never
          * allocates. */
-        if (!env->app && !(p->committer = committer_new(env->base, env->cfg->output_fsync,
-                                                        on_committed, p, err, errlen))) {
+        int flags = 0;
+        if (env->cfg->output_fsync)
+            flags = OUTFILE_FLUSH | (strcmp(env->cfg->page_cache, "drop") ? 0 : OUTFILE_DROP);
+        if (!env->app &&
+            !(p->committer = committer_new(env->base, flags, on_committed, p, err, errlen))) {
             engine_free(p->engine);
             free(p);
             return NULL;

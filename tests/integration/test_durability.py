@@ -1,51 +1,72 @@
 """Durability of the audio: with [output] fsync = yes (the default) a job's result
 is published, and the job acked, only after its file was flushed, renamed into
 place and the directory entry flushed too; with fsync = no nothing is flushed
-but the rename stays atomic.
+but the rename stays atomic. Once flushed, a file leaves the page cache
+([output] page_cache = drop, the default), unless page_cache = keep or its job
+uploads it.
 
 fsynctrace.so (tests/tools/fsynctrace.c), preloaded into every process of the
-daemon, records each fsync (with the path of its descriptor) and each rename,
-and makes every directory fsync sleep first: a result published before the
-flush of its directory returned would reach us before that flush ended."""
+daemon, records each fsync (with the path of its descriptor), each rename and
+each posix_fadvise, and makes every directory fsync sleep first: a result
+published before the flush of its directory returned would reach us before that
+flush ended."""
 
 import os
+import subprocess
 from pathlib import Path
 
 from conftest import TEST_APPS, queue_name
+from test_fetch import LOCAL
 
 TRACE_SO = Path(TEST_APPS) / "fsynctrace.so"
 DIR_DELAY_MS = 250
 TEXT = "Durable audio: the file and its name are on disk before anyone hears of it."
+POSIX_FADV_DONTNEED = 4  # Linux
 
 
-def run_traced(daemon, broker, tmp_path, fsync, n):
+def run_traced(daemon, broker, tmp_path, fsync, n, extra=None, **sections):
+    """n jobs (each with the fields of extra) through a daemon with the tracer
+    preloaded: the daemon, the results, and the trace's fsyncs (start, end,
+    path), renames (time, old, new) and fadvises (time, advice, path)."""
     assert TRACE_SO.exists(), f"{TRACE_SO} is built by 'make integration'"
     trace = tmp_path / "fsync.trace"
-    d = daemon(workers={"count": "2"}, broker={"prefetch": "8"}, output={"fsync": fsync})
+    output = {"fsync": fsync, **sections.pop("output", {})}
+    d = daemon(workers={"count": "2"}, broker={"prefetch": "8"}, output=output, **sections)
     d.start(env={"LD_PRELOAD": str(TRACE_SO), "C2A_FSYNC_TRACE": str(trace),
                  "C2A_FSYNC_DIR_DELAY_MS": str(DIR_DELAY_MS)})
     q = queue_name(d.tmp, d.name)
     for i in range(n):
-        broker.publish(q, {"id": f"dur-{i}", "text": f"{TEXT} {i}."})
+        broker.publish(q, {"id": f"dur-{i}", "text": f"{TEXT} {i}.", **(extra or {})})
     results = broker.wait_results(n, timeout=60)
     assert len(results) == n
     for r in results.values():
         assert r["status"] == "ok", r
-    syncs, renames = [], []
+    syncs, renames, advice = [], [], []
     for line in trace.read_text().splitlines():
         kind, rest = line.split(" ", 1)
         if kind == "fsync":
             start, end, path = rest.split(" ", 2)
             syncs.append((float(start), float(end), path))
-        else:
+        elif kind == "rename":
             t, old, new = rest.split(" ", 2)
             renames.append((float(t), old, new))
-    return d, results, syncs, renames
+        else:
+            assert kind == "fadvise", line
+            t, adv, path = rest.split(" ", 2)
+            advice.append((float(t), int(adv), path))
+    return d, results, syncs, renames, advice
+
+
+def resident(path):
+    """Bytes of the file in the page cache (fincore, from util-linux)."""
+    out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", path],
+                         capture_output=True, text=True, check=True)
+    return int(out.stdout)
 
 
 def test_result_published_after_file_and_directory_are_flushed(daemon, broker, tmp_path):
     n = 16
-    d, results, syncs, renames = run_traced(daemon, broker, tmp_path, "yes", n)
+    d, results, syncs, renames, _ = run_traced(daemon, broker, tmp_path, "yes", n)
     audio = str(d.tmp / "audio")
     for i in range(n):
         r = results[f"dur-{i}"]
@@ -68,10 +89,48 @@ def test_result_published_after_file_and_directory_are_flushed(daemon, broker, t
 
 def test_fsync_no_flushes_nothing(daemon, broker, tmp_path):
     n = 6
-    d, results, syncs, renames = run_traced(daemon, broker, tmp_path, "no", n)
+    d, results, syncs, renames, advice = run_traced(daemon, broker, tmp_path, "no", n)
     audio = str(d.tmp / "audio")
     assert not [s for s in syncs if s[2].startswith(audio)], syncs
+    # Their pages are dirty: nothing is dropped.
+    assert not advice, advice
     for r in results.values():
         # Still complete under their names: written aside, then renamed.
         assert [x for x in renames if x[2] == r["path"]]
         assert os.path.getsize(r["path"]) == r["bytes"]
+
+
+def test_flushed_files_leave_the_page_cache(daemon, broker, tmp_path):
+    n = 4
+    d, results, syncs, renames, advice = run_traced(daemon, broker, tmp_path, "yes", n)
+    for i in range(n):
+        path = results[f"dur-{i}"]["path"]
+        # No one has read it since: none of it is in memory.
+        assert os.path.getsize(path) > 4096 and resident(path) == 0, path
+        (t_rename, tmp, _), = [x for x in renames if x[2] == path]
+        # Dropped once flushed (clean pages), under its temporary name.
+        (t_drop,) = [t for t, adv, p in advice if p == tmp and adv == POSIX_FADV_DONTNEED]
+        flushed = [end for _, end, p in syncs if p == tmp]
+        assert flushed and max(flushed) <= t_drop <= t_rename, (flushed, t_drop, t_rename)
+
+
+def test_page_cache_keep_leaves_the_files_in_memory(daemon, broker, tmp_path):
+    n = 4
+    d, results, _, _, advice = run_traced(daemon, broker, tmp_path, "yes", n,
+                                          output={"page_cache": "keep"})
+    assert not advice, advice
+    for r in results.values():
+        assert resident(r["path"]) >= os.path.getsize(r["path"]) > 4096, r["path"]
+
+
+def test_a_file_to_upload_stays_in_the_page_cache(daemon, broker, tmp_path, web):
+    web.static("/up", None, b"", status=201)
+    n = 2
+    d, results, _, renames, advice = run_traced(
+        daemon, broker, tmp_path, "yes", n, extra={"upload_url": web.url("/up"), "keep_file": True},
+        fetch=LOCAL)
+    assert len(web.got("/up", "PUT")) == n
+    for r in results.values():
+        (_, tmp, _), = [x for x in renames if x[2] == r["path"]]
+        # The upload read it next, from memory: it was not dropped.
+        assert not [a for a in advice if a[2] == tmp], advice

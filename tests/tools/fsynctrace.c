@@ -7,6 +7,8 @@
  *                               fsync START END PATH      (fsync and fdatasync;
  *                                                         PATH of the descriptor)
  *                               rename TIME OLD NEW
+ *                               fadvise TIME ADVICE PATH  (posix_fadvise;
+ *                                                         ADVICE a number)
  *                             times are CLOCK_MONOTONIC seconds, the clock of
  *                             Python's time.monotonic()
  *   C2A_FSYNC_DIR_DELAY_MS=N  each fsync of a directory sleeps N ms first, so a
@@ -44,13 +46,19 @@ static void trace(const char *line)
     close(fd);
 }
 
+static void fd_path(int fd, char *path, size_t len)
+{
+    char link[64];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, len - 1);
+    path[n > 0 ? n : 0] = '\0';
+}
+
 static int traced_sync(int fd, const char *name)
 {
     int (*real)(int) = (int (*)(int))dlsym(RTLD_NEXT, name);
-    char link[64], path[4096];
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(link, path, sizeof(path) - 1);
-    path[n > 0 ? n : 0] = '\0';
+    char path[4096];
+    fd_path(fd, path, sizeof(path));
     double start = now();
     struct stat st;
     const char *delay = getenv("C2A_FSYNC_DIR_DELAY_MS");
@@ -90,4 +98,15 @@ int rename(const char *old, const char *new)
         trace(line);
     }
     return rc;
+}
+
+int posix_fadvise(int fd, off_t off, off_t len, int advice)
+{
+    int (*real)(int, off_t, off_t, int) =
+        (int (*)(int, off_t, off_t, int))dlsym(RTLD_NEXT, "posix_fadvise");
+    char path[4096], line[4200];
+    fd_path(fd, path, sizeof(path));
+    snprintf(line, sizeof(line), "fadvise %.6f %d %s\n", now(), advice, path);
+    trace(line);
+    return real(fd, off, len, advice);
 }
