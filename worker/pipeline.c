@@ -872,8 +872,11 @@ static void commit_audio(struct pipeline *p, struct task *t)
 {
     struct commit_req *r = xcalloc(1, sizeof(*r));
     task_paths(p, t, r, t->work.captions_written);
-    /* An upload reads the files right after this. */
-    r->keep_cached = t->job.upload_url || t->job.captions_upload[0] || t->job.captions_upload[1];
+    /* Files that are read again keep their pages: an upload reads them right
+     * after this, and a cache entry is this very file (a hard link), read back
+     * for its hash at each hit. */
+    r->keep_cached = t->job.upload_url || t->job.captions_upload[0] ||
+                     t->job.captions_upload[1] || t->job.cache;
     r->arg = t;
     t->tmp_tag[0] = '\0';
     t->commit = r;

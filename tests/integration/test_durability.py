@@ -13,6 +13,8 @@ flush ended."""
 
 import os
 import subprocess
+
+import pytest
 from pathlib import Path
 
 from conftest import TEST_APPS, queue_name
@@ -123,14 +125,22 @@ def test_page_cache_keep_leaves_the_files_in_memory(daemon, broker, tmp_path):
         assert resident(r["path"]) >= os.path.getsize(r["path"]) > 4096, r["path"]
 
 
-def test_a_file_to_upload_stays_in_the_page_cache(daemon, broker, tmp_path, web):
-    web.static("/up", None, b"", status=201)
+@pytest.mark.parametrize("why", ["upload", "cache"])
+def test_a_file_read_again_stays_in_the_page_cache(daemon, broker, tmp_path, web, why):
+    """An upload reads the file next; a cache entry is the file itself, read back
+    for its hash at each hit."""
+    if why == "upload":
+        web.static("/up", None, b"", status=201)
+        extra, sections = {"upload_url": web.url("/up"), "keep_file": True}, {"fetch": LOCAL}
+    else:
+        extra, sections = {"cache": True}, {}
     n = 2
-    d, results, _, renames, advice = run_traced(
-        daemon, broker, tmp_path, "yes", n, extra={"upload_url": web.url("/up"), "keep_file": True},
-        fetch=LOCAL)
-    assert len(web.got("/up", "PUT")) == n
+    d, results, _, renames, advice = run_traced(daemon, broker, tmp_path, "yes", n, extra=extra,
+                                                **sections)
+    if why == "upload":
+        assert len(web.got("/up", "PUT")) == n
     for r in results.values():
         (_, tmp, _), = [x for x in renames if x[2] == r["path"]]
-        # The upload read it next, from memory: it was not dropped.
         assert not [a for a in advice if a[2] == tmp], advice
+        if why == "cache":
+            assert resident(r["path"]) >= os.path.getsize(r["path"]), r["path"]
