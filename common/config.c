@@ -134,7 +134,7 @@ static const struct config_key keys[] = {
     {"output", "fsync", CT_BOOL, OFF(output_fsync), "yes", 0, 0, NULL, 0,
      "flush each file and its directory entry to disk before its result is published"},
     {"output", "page_cache", CT_ENUM, OFF(page_cache), "drop", 0, 0, page_cache_modes, 0,
-     "drop (a flushed file leaves the page cache) or keep (readers find it in memory)"},
+     "drop (a flushed file not read again leaves the page cache) or keep"},
     {"output", "keep_uploaded", CT_BOOL, OFF(keep_uploaded), "yes", 0, 0, NULL, 0,
      "keep the local file of a job whose audio was uploaded (job field keep_file)"},
     {"output", "captions", CT_ENUM, OFF(captions), "none", 0, 0, captions_kinds, 0,

@@ -49,6 +49,11 @@ static size_t dir_len(const char *path)
     return slash ? (size_t)(slash - path) : 0;
 }
 
+static int file_flags(const struct committer *c, int keep)
+{
+    return keep ? c->flags & ~OUTFILE_DROP : c->flags;
+}
+
 /* One batch: each file committed, then each directory that got one flushed once. */
 static void commit_batch(struct committer *c, struct commit_req *batch)
 {
@@ -62,7 +67,6 @@ static void commit_batch(struct committer *c, struct commit_req *batch)
         }
         /* The files that go with the audio first: when the audio is there, so
          * are they. outfile_commit() removes a file it fails on. */
-        int flags = r->keep_cached ? c->flags & ~OUTFILE_DROP : c->flags;
         r->ok = 1;
         for (int i = 0; i < r->n_side; i++) {
             if (!r->ok) {
@@ -70,13 +74,14 @@ static void commit_batch(struct committer *c, struct commit_req *batch)
                 continue;
             }
             struct encoded scratch;
-            r->ok = outfile_commit(r->side_tmp[i], r->side_path[i], flags, &scratch, r->err,
-                                   sizeof(r->err)) == 0;
+            r->ok = outfile_commit(r->side_tmp[i], r->side_path[i], file_flags(c, r->keep_side[i]),
+                                   &scratch, r->err, sizeof(r->err)) == 0;
         }
         if (!r->ok)
             unlink(r->tmp);
         else
-            r->ok = outfile_commit(r->tmp, r->path, flags, &r->enc, r->err, sizeof(r->err)) == 0;
+            r->ok = outfile_commit(r->tmp, r->path, file_flags(c, r->keep_audio), &r->enc, r->err,
+                                   sizeof(r->err)) == 0;
     }
     if (!(c->flags & OUTFILE_FLUSH))
         return;

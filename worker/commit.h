@@ -33,7 +33,9 @@ struct commit_req {
      * path, removed with it */
     int n_side;
     char side_tmp[2][4096], side_path[2][4096];
-    int keep_cached;         /* in: the file is read again soon (an upload): its pages stay */
+    /* in: the audio, the side files, are read again soon (an upload, the cache):
+     * their pages stay (outfile.h, OUTFILE_DROP) */
+    int keep_audio, keep_side[2];
     int ok;                  /* out */
     char err[256];           /* out, when not ok */
     struct encoded enc;      /* out: bytes and sha256 */

@@ -872,11 +872,13 @@ static void commit_audio(struct pipeline *p, struct task *t)
 {
     struct commit_req *r = xcalloc(1, sizeof(*r));
     task_paths(p, t, r, t->work.captions_written);
-    /* Files that are read again keep their pages: an upload reads them right
-     * after this, and a cache entry is this very file (a hard link), read back
-     * for its hash at each hit. */
-    r->keep_cached = t->job.upload_url || t->job.captions_upload[0] ||
-                     t->job.captions_upload[1] || t->job.cache;
+    /* Files that are read again keep their pages: an upload reads its file
+     * right after this, and a cache entry is the very file (a hard link), read
+     * back for its hash at each hit. The side files in task_paths()'s order. */
+    r->keep_audio = t->job.upload_url || t->job.cache;
+    for (int kind = CAPTIONS_VTT, i = 0; kind <= CAPTIONS_SRT; kind <<= 1)
+        if (t->work.captions_written & kind)
+            r->keep_side[i++] = t->job.cache || t->job.captions_upload[kind == CAPTIONS_SRT];
     r->arg = t;
     t->tmp_tag[0] = '\0';
     t->commit = r;
