@@ -31,10 +31,12 @@
 # costs 0.3 to 0.6 ms of CPU (a loop of open+write of 46 KB in Python; 30 to 45
 # us on a journaled ext4 on the same disk). --dir on a journaled file system
 # measures without that cost.
-# This VM hands freed memory back to its host (free page reporting): a page of
-# new page cache costs a fault in the host, about 7 times the copy into it.
-# The daemons and (f) drop each flushed file's pages ([output] page_cache =
-# drop, the default), so their files reuse them; the files are kept all the same.
+# This VM hands freed memory back to its host (free page reporting): at times
+# (while the host has taken it back) a page of new page cache costs a fault in
+# the host, about 7 times the copy into it; `dd if=/dev/zero of=/dev/shm/x
+# bs=1M count=1000` takes about 1 s then instead of 0.35. The daemons and (f)
+# drop each flushed file's pages ([output] page_cache = drop, the default), so
+# their files reuse them; the files are kept all the same.
 # With the defaults the files kept until the end take about 12 GB.
 set -eu
 BENCH_TMPFS=0
