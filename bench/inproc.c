@@ -3,7 +3,7 @@
  * plus WAV encoding, in a loop, one process per worker, no broker.
  *   inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR   each file written as the
  *       workers write it by default (encode_to_file(): temporary file, SHA-256
- *       read back, fsync, its pages dropped, rename, directory fsync) and kept:
+ *       read back, fsync, rename, directory fsync) and kept:
  *       a file deleted at once would make ext4 without a journal skip its inode
  *       at the next allocations
  *   inproc PROCESSES SECONDS TEXT_FILE -            the WAV encoded by libsndfile

@@ -5,9 +5,8 @@
 #   (a) the limit: espeak-ng + WAV encoded into memory, no file, in a loop, one
 #       process per worker, no broker
 #   (f) the same loop writing each file as the workers do by default
-#       (temporary file, SHA-256 read back, fsync, its pages dropped from the
-#       page cache, rename, directory fsync), in the synthesizing process, no
-#       broker: what the file alone costs
+#       (temporary file, SHA-256 read back, fsync, rename, directory fsync), in
+#       the synthesizing process, no broker: what the file alone costs
 #   (b) c2a-worker, app = builtin:speech, the same text through RabbitMQ with
 #       results, [output] fsync = yes (the default) and fsync = no
 #   (c) c2a-worker, app = builtin:noop, through RabbitMQ with results
@@ -34,9 +33,9 @@
 # This VM hands freed memory back to its host (free page reporting): at times
 # (while the host has taken it back) a page of new page cache costs a fault in
 # the host, about 7 times the copy into it; `dd if=/dev/zero of=/dev/shm/x
-# bs=1M count=1000` takes about 1 s then instead of 0.35. The daemons and (f)
-# drop each flushed file's pages ([output] page_cache = drop, the default), so
-# their files reuse them; the files are kept all the same.
+# bs=1M count=1000` takes 1 to 4 s then instead of 0.35, and (f) and (b) lose
+# a tenth or more at 2,028 characters. [output] page_cache = drop avoids it;
+# the bench runs the default, keep.
 # With the defaults the files kept until the end take about 12 GB.
 set -eu
 BENCH_TMPFS=0

@@ -394,7 +394,7 @@ int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t err
     memcpy(path, e->path, sizeof(path));
     memcpy(dir, e->dir, sizeof(dir));
     if (encoder_close(e, out, err, errlen) < 0 ||
-        outfile_commit(tmp, path, OUTFILE_FLUSH | OUTFILE_DROP, out, err, errlen) < 0)
+        outfile_commit(tmp, path, OUTFILE_FLUSH, out, err, errlen) < 0)
         return -1;
     if (outfile_flush_dir(dir) < 0) {
         snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
