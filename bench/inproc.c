@@ -1,11 +1,12 @@
 /*
  * inproc: the in-process limit for c2a-worker's speech jobs: espeak-ng synthesis
  * plus WAV encoding, in a loop, one process per worker, no broker.
- *   inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR   each file written as the
+ *   inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR [drop]   each file written as the
  *       workers write it by default (encode_to_file(): temporary file, SHA-256
  *       read back, fsync, rename, directory fsync) and kept:
  *       a file deleted at once would make ext4 without a journal skip its inode
- *       at the next allocations
+ *       at the next allocations; with drop, its pages then leave the page
+ *       cache, as with [output] page_cache = drop
  *   inproc PROCESSES SECONDS TEXT_FILE -            the WAV encoded by libsndfile
  *       into memory, no file: the limit that the issue's ratios are taken against
  * Prints jobs/s over all processes (the sum of each process's own rate: each
@@ -20,6 +21,8 @@
 #include <espeak-ng/speak_lib.h>
 #include "bench.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +108,20 @@ static void encode_to_memory(const struct pcm *p, struct memfile *m)
     }
 }
 
-static void run(int idx, double seconds, const char *text, const char *dir, int fd)
+/* [output] page_cache = drop: the flushed file's pages leave the page cache. */
+static void drop_pages(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) {
+        fprintf(stderr, "inproc: dropping the pages of %s: %s\n", path, strerror(errno));
+        exit(1);
+    }
+    close(fd);
+}
+
+static void run(int idx, double seconds, const char *text, const char *dir, int drop, int fd)
 {
     espeak_ng_InitializePath(NULL);
     if (espeak_ng_Initialize(NULL) != ENS_OK ||
@@ -137,6 +153,8 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
                 fprintf(stderr, "inproc: %s\n", err);
                 exit(1);
             }
+            if (drop)
+                drop_pages(dir, name);
         }
         lat[jobs++] = bench_now() - t;
     }
@@ -149,8 +167,8 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR|-\n");
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "drop") == 0)) {
+        fprintf(stderr, "usage: inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR|- [drop]\n");
         return 2;
     }
     int np = atoi(argv[1]);
@@ -167,7 +185,7 @@ int main(int argc, char **argv)
             return 1;
         if (fork() == 0) {
             close(pipes[i][0]);
-            run(i, seconds, text, argv[4], pipes[i][1]);
+            run(i, seconds, text, argv[4], argc == 6, pipes[i][1]);
         }
         close(pipes[i][1]);
     }

@@ -19,7 +19,8 @@
 # CPU a job in the engine children, the worker processes (event loop and
 # commit thread), the broker (beam.smp) and everything else (the load
 # generator, kernel threads, interrupts), against the limit's ms a job.
-#   bench/pipeline.sh [--tmpfs | --dir DIR] [--rounds R] [seconds_a] [jobs_b] [jobs_c]
+#   bench/pipeline.sh [--tmpfs | --dir DIR] [--rounds R] [--page-cache keep|drop]
+#                     [seconds_a] [jobs_b] [jobs_c]
 # seconds_a: (a)'s time in each round; jobs_b: (b)'s jobs at ~200 characters
 # over all rounds, for each fsync setting (the ~2,000-character case runs a
 # fifth of that); jobs_c: (c)'s jobs.
@@ -35,7 +36,7 @@
 # the host, about 7 times the copy into it; `dd if=/dev/zero of=/dev/shm/x
 # bs=1M count=1000` takes 1 to 4 s then instead of 0.35, and (f) and (b) lose
 # a tenth or more at 2,028 characters. [output] page_cache = drop avoids it;
-# the bench runs the default, keep.
+# the bench runs the default, keep; --page-cache drop runs (f) and (b) with it.
 # With the defaults the files kept until the end take about 12 GB.
 set -eu
 BENCH_TMPFS=0
@@ -45,12 +46,19 @@ while [ $# -gt 0 ]; do
     --tmpfs) BENCH_TMPFS=1 ;;
     --dir) BENCH_DIR=$(cd "$2" && pwd) ;; # the daemon's config is elsewhere
     --rounds) ROUNDS=$2 ;;
+    --page-cache) BENCH_PAGE_CACHE=$2 ;;
     *) break ;;
     esac
-    case $1 in --dir | --rounds) shift ;; esac
+    case $1 in --dir | --rounds | --page-cache) shift ;; esac
     shift
 done
 [ "$ROUNDS" -ge 1 ] || { echo "pipeline.sh: --rounds: at least 1" >&2; exit 2; }
+case ${BENCH_PAGE_CACHE:=keep} in
+keep) DROP= ;;
+drop) DROP=drop ;;
+*) echo "pipeline.sh: --page-cache: keep or drop" >&2; exit 2 ;;
+esac
+export BENCH_PAGE_CACHE
 cd "$(dirname "$0")/.."
 SECS=${1:-4}
 NB=${2:-3000}
@@ -95,7 +103,11 @@ busy() { # CPU clock ticks the whole machine has been busy (steal is not)
 # $TMP/results
 run_a() {
     b0=$(busy)
-    a=$(build/bench/inproc $WORKERS "$SECS" "$1" "${3:--}")
+    if [ -n "${3:-}" ]; then
+        a=$(build/bench/inproc $WORKERS "$SECS" "$1" "$3" $DROP)
+    else
+        a=$(build/bench/inproc $WORKERS "$SECS" "$1" -)
+    fi
     echo "$2 $(field "$a" jobs) $(field "$a" seconds) $(field "$a" p50_ms)" \
         "$(field "$a" p99_ms) 0 0 0 0 $(($(busy) - b0)) $(field "$a" jobs/s)" >> "$TMP/results"
 }
@@ -126,7 +138,7 @@ run_b() {
 
 where=$(df -T "$AUDIO" | awk 'NR==2{print $2}')
 echo "c2a-worker pipeline bench: $(nproc) cores, $WORKERS workers, output on $where ($AUDIO)," \
-    "$ROUNDS rounds, $(date -u +%Y-%m-%d)"
+    "page_cache $BENCH_PAGE_CACHE, $ROUNDS rounds, $(date -u +%Y-%m-%d)"
 printf '%-40s %8s %8s %8s %8s\n' case jobs/s p50_ms p99_ms rss_kb
 : > "$TMP/results"
 for size in short long; do
