@@ -1,12 +1,12 @@
 /*
  * inproc: the in-process limit for c2a-worker's speech jobs: espeak-ng synthesis
  * plus WAV encoding, in a loop, one process per worker, no broker.
- *   inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR [drop]   each file written as the
- *       workers write it by default (encode_to_file(): temporary file, SHA-256
- *       read back, fsync, rename, directory fsync) and kept:
- *       a file deleted at once would make ext4 without a journal skip its inode
- *       at the next allocations; with drop, its pages then leave the page
- *       cache, as with [output] page_cache = drop
+ *   inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR [drop]   each file written
+ *       as the workers write it (encode_to_file(): temporary file, SHA-256
+ *       read back, fsync, rename, directory fsync) and kept: a file deleted at
+ *       once would make ext4 without a journal skip its inode at the next
+ *       allocations; with drop, its pages then leave the page cache, as with
+ *       [output] page_cache = drop (the daemon's default)
  *   inproc PROCESSES SECONDS TEXT_FILE -            the WAV encoded by libsndfile
  *       into memory, no file: the limit that the issue's ratios are taken against
  * Prints jobs/s over all processes (the sum of each process's own rate: each

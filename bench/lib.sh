@@ -26,7 +26,7 @@ trap bench_cleanup EXIT
 # minutes at every allocation (users' job ids do not repeat like that).
 # BENCH_INST=N (default 0) runs the Nth of several daemons side by side: its
 # pidfile is $TMP/pid (N = 0) or $TMP/pidN, its control port PORT + N.
-# BENCH_PAGE_CACHE=drop sets [output] page_cache (default keep).
+# BENCH_PAGE_CACHE=keep|drop sets [output] page_cache (default drop, the daemon's).
 bench_start() {
     _bi=${BENCH_INST:-0}
     cat > "$TMP/c$_bi.conf" <<CONF
@@ -44,7 +44,7 @@ queues = $4
 [output]
 dir = $AUDIO/$4
 fsync = ${6:-yes}
-page_cache = ${BENCH_PAGE_CACHE:-keep}
+page_cache = ${BENCH_PAGE_CACHE:-drop}
 CONF
     build/c2a-worker -D -c "$TMP/c$_bi.conf"
     until [ "$(curl -fsS "http://127.0.0.1:$((PORT + _bi))/status" 2>/dev/null |

@@ -4,9 +4,10 @@
 # /dev/shm instead):
 #   (a) the limit: espeak-ng + WAV encoded into memory, no file, in a loop, one
 #       process per worker, no broker
-#   (f) the same loop writing each file as the workers do by default
-#       (temporary file, SHA-256 read back, fsync, rename, directory fsync), in
-#       the synthesizing process, no broker: what the file alone costs
+#   (f) the same loop writing each file as the workers do (temporary file,
+#       SHA-256 read back, fsync, its pages dropped unless --page-cache keep,
+#       rename, directory fsync), in the synthesizing process, no broker: what
+#       the file alone costs
 #   (b) c2a-worker, app = builtin:speech, the same text through RabbitMQ with
 #       results, [output] fsync = yes (the default) and fsync = no
 #   (c) c2a-worker, app = builtin:noop, through RabbitMQ with results
@@ -31,12 +32,13 @@
 # costs 0.3 to 0.6 ms of CPU (a loop of open+write of 46 KB in Python; 30 to 45
 # us on a journaled ext4 on the same disk). --dir on a journaled file system
 # measures without that cost.
-# This VM hands freed memory back to its host (free page reporting): at times
-# (while the host has taken it back) a page of new page cache costs a fault in
-# the host, about 7 times the copy into it; `dd if=/dev/zero of=/dev/shm/x
-# bs=1M count=1000` takes 1 to 4 s then instead of 0.35, and (f) and (b) lose
-# a tenth or more at 2,028 characters. [output] page_cache = drop avoids it;
-# the bench runs the default, keep; --page-cache drop runs (f) and (b) with it.
+# This VM hands freed memory back to its host (free page reporting): once the
+# memory freed lately is used up, each page of new page cache costs a fault in
+# the host, about 7 times the copy into it (dd of 1 GB into untouched memory:
+# 3.7 s, into memory just freed: 0.35 s). The daemons drop each flushed file's
+# pages by default ([output] page_cache = drop), and (f) does as they do, so
+# their files reuse the same pages; --page-cache keep runs (f) and (b) without
+# that (at 2,028 characters, a tenth less on this VM).
 # With the defaults the files kept until the end take about 12 GB.
 set -eu
 BENCH_TMPFS=0
@@ -53,7 +55,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ "$ROUNDS" -ge 1 ] || { echo "pipeline.sh: --rounds: at least 1" >&2; exit 2; }
-case ${BENCH_PAGE_CACHE:=keep} in
+case ${BENCH_PAGE_CACHE:=drop} in
 keep) DROP= ;;
 drop) DROP=drop ;;
 *) echo "pipeline.sh: --page-cache: keep or drop" >&2; exit 2 ;;

@@ -22,7 +22,7 @@ static const char *const formats[] = {"wav", "flac", "ogg", "opus", "mp3", NULL}
 static const char *const queue_types[] = {"classic", "quorum", NULL};
 static const char *const log_formats[] = {"text", "json", NULL};
 static const char *const captions_kinds[] = {"none", "vtt", "srt", "both", NULL};
-static const char *const page_cache_modes[] = {"keep", "drop", NULL};
+static const char *const page_cache_modes[] = {"drop", "keep", NULL};
 
 /* Every key of the file. Order is the order of the example file and the man page. */
 static const struct config_key keys[] = {
@@ -133,8 +133,8 @@ static const struct config_key keys[] = {
      "directory the audio files are written to"},
     {"output", "fsync", CT_BOOL, OFF(output_fsync), "yes", 0, 0, NULL, 0,
      "flush each file and its directory entry to disk before its result is published"},
-    {"output", "page_cache", CT_ENUM, OFF(page_cache), "keep", 0, 0, page_cache_modes, 0,
-     "keep, or drop (a flushed file not read again leaves the page cache)"},
+    {"output", "page_cache", CT_ENUM, OFF(page_cache), "drop", 0, 0, page_cache_modes, 0,
+     "drop (a flushed file not read again leaves the page cache) or keep"},
     {"output", "keep_uploaded", CT_BOOL, OFF(keep_uploaded), "yes", 0, 0, NULL, 0,
      "keep the local file of a job whose audio was uploaded (job field keep_file)"},
     {"output", "captions", CT_ENUM, OFF(captions), "none", 0, 0, captions_kinds, 0,

@@ -8,8 +8,8 @@
  * Only then does the loop hear of it, so a result is never published, nor a job
  * acked, before its file and directory entry are on disk. With [output] fsync =
  * no both flushes are skipped (the rename stays atomic). With [output]
- * page_cache = drop a flushed file's pages leave the page cache, unless its
- * request keeps them.
+ * page_cache = drop (the default) a flushed file's pages leave the page cache,
+ * unless its request keeps them.
  *
  * The thread does file system calls only: no logging, no allocation, nothing of
  * the loop's; it hands finished requests back through an eventfd that the loop

@@ -64,8 +64,8 @@ int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char
  * the language tag too) it is removed: -2 when the language tag could not be
  * written into this file (tags_add_language(): retrying cannot help), else -1. */
 int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errlen);
-/* Close and commit at once as a worker does by default (flushed, its pages
- * kept), the directory flushed too; frees the encoder. */
+/* Close and commit at once (flushed, its pages kept), the directory flushed
+ * too; frees the encoder. */
 int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);
 void encoder_abort(struct encoder *e);
 

@@ -1,9 +1,9 @@
 """Durability of the audio: with [output] fsync = yes (the default) a job's result
 is published, and the job acked, only after its file was flushed, renamed into
 place and the directory entry flushed too; with fsync = no nothing is flushed
-but the rename stays atomic. With [output] page_cache = drop a flushed file
-leaves the page cache, unless it is read again (an upload of it, the output
-cache); with keep (the default) it stays.
+but the rename stays atomic. With [output] page_cache = drop (the default) a
+flushed file leaves the page cache, unless it is read again (an upload of it,
+the output cache); with keep it stays.
 
 fsynctrace.so (tests/tools/fsynctrace.c), preloaded into every process of the
 daemon, records each fsync (with the path of its descriptor), each rename and
@@ -111,8 +111,7 @@ def test_result_published_after_file_and_directory_are_flushed(daemon, broker, t
 
 def test_fsync_no_flushes_nothing(daemon, broker, tmp_path):
     n = 6
-    d, results, syncs, renames, advice = run_traced(daemon, broker, tmp_path, "no", n,
-                                                    output={"page_cache": "drop"})
+    d, results, syncs, renames, advice = run_traced(daemon, broker, tmp_path, "no", n)
     audio = str(d.tmp / "audio")
     assert not [s for s in syncs if s[2].startswith(audio)], syncs
     # Their pages are dirty: nothing is dropped.
@@ -126,8 +125,7 @@ def test_fsync_no_flushes_nothing(daemon, broker, tmp_path):
 def test_flushed_files_leave_the_page_cache(daemon, broker, tmp_path, page_cache):
     n = 4
     d, results, syncs, renames, advice = run_traced(daemon, broker, tmp_path, "yes", n,
-                                                    extra={"captions": "vtt"},
-                                                    output={"page_cache": "drop"})
+                                                    extra={"captions": "vtt"})
     for i in range(n):
         r = results[f"dur-{i}"]
         assert os.path.getsize(r["path"]) > 4096
@@ -143,8 +141,8 @@ def test_flushed_files_leave_the_page_cache(daemon, broker, tmp_path, page_cache
 
 def test_page_cache_keep_leaves_the_files_in_memory(daemon, broker, tmp_path, page_cache):
     n = 4
-    # keep is the default
-    d, results, _, _, advice = run_traced(daemon, broker, tmp_path, "yes", n)
+    d, results, _, _, advice = run_traced(daemon, broker, tmp_path, "yes", n,
+                                          output={"page_cache": "keep"})
     assert not advice, advice
     for r in results.values():
         assert resident(r["path"]) >= os.path.getsize(r["path"]) > 4096, r["path"]
@@ -156,7 +154,7 @@ def test_a_file_read_again_stays_in_the_page_cache(daemon, broker, tmp_path, web
     """An upload reads its file next (and only that file); a cache entry is the
     file itself, read back for its hash at each hit."""
     web.static("/up", None, b"", status=201)
-    sections = {"fetch": LOCAL, "output": {"page_cache": "drop"}}
+    sections = {"fetch": LOCAL}
     if why == "upload":
         extra = {"upload_url": web.url("/up"), "keep_file": True, "captions": "vtt"}
     elif why == "captions_upload":
