@@ -114,8 +114,9 @@ static void drop_pages(const char *dir, const char *name)
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) {
-        fprintf(stderr, "inproc: dropping the pages of %s: %s\n", path, strerror(errno));
+    int rc = fd < 0 ? errno : posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    if (rc != 0) {
+        fprintf(stderr, "inproc: dropping the pages of %s: %s\n", path, strerror(rc));
         exit(1);
     }
     close(fd);
@@ -167,7 +168,7 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
 
 int main(int argc, char **argv)
 {
-    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "drop") == 0)) {
+    if (argc != 5 && !(argc == 6 && strcmp(argv[5], "drop") == 0 && strcmp(argv[4], "-") != 0)) {
         fprintf(stderr, "usage: inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR|- [drop]\n");
         return 2;
     }
