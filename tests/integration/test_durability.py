@@ -145,7 +145,9 @@ def test_page_cache_keep_leaves_the_files_in_memory(daemon, broker, tmp_path, pa
                                           output={"page_cache": "keep"})
     assert not advice, advice
     for r in results.values():
-        assert resident(r["path"]) >= os.path.getsize(r["path"]) > 4096, r["path"]
+        # The kernel may evict a clean page at any time (it did, one of 56, in
+        # a sanitizer run): most of the file, where a dropped one has none.
+        assert resident(r["path"]) >= os.path.getsize(r["path"]) // 2 > 2048, r["path"]
 
 
 @pytest.mark.parametrize("why", ["upload", "captions_upload", "cache"])
@@ -176,4 +178,4 @@ def test_a_file_read_again_stays_in_the_page_cache(daemon, broker, tmp_path, web
         assert (audio in dropped, vtt in dropped) == {
             "upload": (False, True), "captions_upload": (True, False), "cache": (False, False)}[why]
         if why == "cache":
-            assert resident(r["path"]) >= os.path.getsize(r["path"]), r["path"]
+            assert resident(r["path"]) >= os.path.getsize(r["path"]) // 2, r["path"]
