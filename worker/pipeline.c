@@ -834,7 +834,9 @@ static void app_done(struct pipeline *p, struct task *t)
 
 /* The path of the task's temporary file and of its audio, and of the captions
  * of kinds beside it (those the engine wrote; for a job given up, all it may
- * have written). */
+ * have written). Files that are read again keep their pages: an upload reads
+ * its file right after the commit, and a cache entry is the very file (a hard
+ * link), read back for its hash at each hit. */
 static void task_paths(struct pipeline *p, const struct task *t, struct commit_req *r, int kinds)
 {
     char name[JOB_NAME_MAX + 16];
@@ -842,6 +844,7 @@ static void task_paths(struct pipeline *p, const struct task *t, struct commit_r
     const char *dir = p->env.cfg->output_dir;
     outfile_tmp_path(r->tmp, sizeof(r->tmp), dir, t->tmp_tag, name);
     snprintf(r->path, sizeof(r->path), "%s/%s", dir, name);
+    r->keep_audio = t->job.upload_url || t->job.cache;
     r->n_side = 0;
     for (int kind = CAPTIONS_VTT; kind <= CAPTIONS_SRT; kind <<= 1) {
         if (!(kinds & kind))
@@ -850,6 +853,7 @@ static void task_paths(struct pipeline *p, const struct task *t, struct commit_r
         captions_name(name, kind, cname, sizeof(cname));
         outfile_tmp_path(r->side_tmp[r->n_side], sizeof(r->side_tmp[0]), dir, t->tmp_tag, cname);
         snprintf(r->side_path[r->n_side], sizeof(r->side_path[0]), "%s/%s", dir, cname);
+        r->keep_side[r->n_side] = t->job.cache || t->job.captions_upload[kind == CAPTIONS_SRT];
         r->n_side++;
     }
 }
@@ -872,13 +876,6 @@ static void commit_audio(struct pipeline *p, struct task *t)
 {
     struct commit_req *r = xcalloc(1, sizeof(*r));
     task_paths(p, t, r, t->work.captions_written);
-    /* Files that are read again keep their pages: an upload reads its file
-     * right after this, and a cache entry is the very file (a hard link), read
-     * back for its hash at each hit. The side files in task_paths()'s order. */
-    r->keep_audio = t->job.upload_url || t->job.cache;
-    for (int kind = CAPTIONS_VTT, i = 0; kind <= CAPTIONS_SRT; kind <<= 1)
-        if (t->work.captions_written & kind)
-            r->keep_side[i++] = t->job.cache || t->job.captions_upload[kind == CAPTIONS_SRT];
     r->arg = t;
     t->tmp_tag[0] = '\0';
     t->commit = r;
