@@ -3,10 +3,10 @@
  * plus WAV encoding, in a loop, one process per worker, no broker.
  *   inproc PROCESSES SECONDS TEXT_FILE OUTPUT_DIR [drop]   each file written
  *       as the workers write it (encode_to_file(): temporary file, SHA-256
- *       read back, fsync, rename, directory fsync) and kept: a file deleted at
- *       once would make ext4 without a journal skip its inode at the next
- *       allocations; with drop, its pages then leave the page cache, as with
- *       [output] page_cache = drop (the daemon's default)
+ *       read back, fsync, its pages dropped with drop as with [output]
+ *       page_cache = drop, the daemon's default, rename, directory fsync) and
+ *       kept: a file deleted at once would make ext4 without a journal skip its
+ *       inode at the next allocations
  *   inproc PROCESSES SECONDS TEXT_FILE -            the WAV encoded by libsndfile
  *       into memory, no file: the limit that the issue's ratios are taken against
  * Prints jobs/s over all processes (the sum of each process's own rate: each
@@ -21,8 +21,6 @@
 #include <espeak-ng/speak_lib.h>
 #include "bench.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,21 +106,7 @@ static void encode_to_memory(const struct pcm *p, struct memfile *m)
     }
 }
 
-/* [output] page_cache = drop: the flushed file's pages leave the page cache. */
-static void drop_pages(const char *dir, const char *name)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    int rc = fd < 0 ? errno : posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-    if (rc != 0) {
-        fprintf(stderr, "inproc: dropping the pages of %s: %s\n", path, strerror(rc));
-        exit(1);
-    }
-    close(fd);
-}
-
-static void run(int idx, double seconds, const char *text, const char *dir, int drop, int fd)
+static void run(int idx, double seconds, const char *text, const char *dir, int flags, int fd)
 {
     espeak_ng_InitializePath(NULL);
     if (espeak_ng_Initialize(NULL) != ENS_OK ||
@@ -149,13 +133,11 @@ static void run(int idx, double seconds, const char *text, const char *dir, int 
             char name[64], err[256];
             int permanent;
             snprintf(name, sizeof(name), "inproc-%d-%ld.wav", idx, jobs);
-            if (encode_to_file(&p, "wav", rate, dir, name, &e, &permanent, err, sizeof(err)) <
-                0) {
+            if (encode_to_file(&p, "wav", rate, dir, name, flags, &e, &permanent, err,
+                               sizeof(err)) < 0) {
                 fprintf(stderr, "inproc: %s\n", err);
                 exit(1);
             }
-            if (drop)
-                drop_pages(dir, name);
         }
         lat[jobs++] = bench_now() - t;
     }
@@ -186,7 +168,7 @@ int main(int argc, char **argv)
             return 1;
         if (fork() == 0) {
             close(pipes[i][0]);
-            run(i, seconds, text, argv[4], argc == 6, pipes[i][1]);
+            run(i, seconds, text, argv[4], OUTFILE_FLUSH | (argc == 6 ? OUTFILE_DROP : 0), pipes[i][1]);
         }
         close(pipes[i][1]);
     }

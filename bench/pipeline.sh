@@ -5,9 +5,9 @@
 #   (a) the limit: espeak-ng + WAV encoded into memory, no file, in a loop, one
 #       process per worker, no broker
 #   (f) the same loop writing each file as the workers do (temporary file,
-#       SHA-256 read back, fsync, rename, directory fsync, its pages dropped
-#       unless --page-cache keep), in the synthesizing process, no broker:
-#       what the file alone costs
+#       SHA-256 read back, fsync, its pages dropped unless --page-cache keep,
+#       rename, directory fsync), in the synthesizing process, no broker: what
+#       the file alone costs
 #   (b) c2a-worker, app = builtin:speech, the same text through RabbitMQ with
 #       results, [output] fsync = yes (the default) and fsync = no
 #   (c) c2a-worker, app = builtin:noop, through RabbitMQ with results
@@ -60,7 +60,6 @@ keep) DROP= ;;
 drop) DROP=drop ;;
 *) echo "pipeline.sh: --page-cache: keep or drop" >&2; exit 2 ;;
 esac
-export BENCH_PAGE_CACHE
 cd "$(dirname "$0")/.."
 SECS=${1:-4}
 NB=${2:-3000}

@@ -387,14 +387,14 @@ fail:
     return ret;
 }
 
-int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen)
+int encoder_finish(struct encoder *e, int flags, struct encoded *out, char *err, size_t errlen)
 {
     char tmp[sizeof(e->tmp)], path[sizeof(e->path)], dir[sizeof(e->dir)];
     memcpy(tmp, e->tmp, sizeof(tmp));
     memcpy(path, e->path, sizeof(path));
     memcpy(dir, e->dir, sizeof(dir));
     if (encoder_close(e, out, err, errlen) < 0 ||
-        outfile_commit(tmp, path, OUTFILE_FLUSH, out, err, errlen) < 0)
+        outfile_commit(tmp, path, flags, out, err, errlen) < 0)
         return -1;
     if (outfile_flush_dir(dir) < 0) {
         snprintf(err, errlen, "fsync %s: %s", dir, strerror(errno));
@@ -404,7 +404,7 @@ int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t err
 }
 
 int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, const char *dir,
-                   const char *name, struct encoded *out, int *permanent, char *err,
+                   const char *name, int flags, struct encoded *out, int *permanent, char *err,
                    size_t errlen)
 {
     memset(out, 0, sizeof(*out));
@@ -416,5 +416,5 @@ int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, cons
         encoder_abort(e);
         return -1;
     }
-    return encoder_finish(e, out, err, errlen);
+    return encoder_finish(e, flags, out, err, errlen);
 }

@@ -64,14 +64,14 @@ int encoder_write(struct encoder *e, const int16_t *samples, size_t frames, char
  * the language tag too) it is removed: -2 when the language tag could not be
  * written into this file (tags_add_language(): retrying cannot help), else -1. */
 int encoder_close(struct encoder *e, struct encoded *out, char *err, size_t errlen);
-/* Close and commit at once (flushed, its pages kept), the directory flushed
- * too; frees the encoder. */
-int encoder_finish(struct encoder *e, struct encoded *out, char *err, size_t errlen);
+/* Close and commit at once (outfile_commit() with flags, OUTFILE_FLUSH at
+ * least), the directory flushed too; frees the encoder. */
+int encoder_finish(struct encoder *e, int flags, struct encoded *out, char *err, size_t errlen);
 void encoder_abort(struct encoder *e);
 
 /* The whole of pcm at once, through the functions above. */
 int encode_to_file(const struct pcm *pcm, const char *format, int out_rate, const char *dir,
-                   const char *name, struct encoded *out, int *permanent, char *err,
+                   const char *name, int flags, struct encoded *out, int *permanent, char *err,
                    size_t errlen);
 
 #endif

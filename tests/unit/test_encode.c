@@ -37,7 +37,8 @@ static void check(const char *format, int want_rate, int expect_rate)
     int rate = encode_output_rate(format, want_rate, p.rate);
     assert_int_equal(rate, expect_rate);
     snprintf(name, sizeof(name), "t-%d%s", want_rate, encode_extension(format));
-    if (encode_to_file(&p, format, rate, dir, name, &e, &permanent, err, sizeof(err)) != 0)
+    if (encode_to_file(&p, format, rate, dir, name, OUTFILE_FLUSH, &e, &permanent, err,
+                       sizeof(err)) != 0)
         fail_msg("%s at %d: %s", format, rate, err);
     assert_int_equal(e.sample_rate, expect_rate);
     assert_in_range(e.duration_ms, 1490, 1510); /* resampling may drop a few frames */
@@ -125,15 +126,15 @@ static void test_refused_rate_is_permanent(void **state)
     struct encoded e;
     char err[256];
     int permanent;
-    assert_int_equal(encode_to_file(&p, "mp3", 96000, dir, "x.mp3", &e, &permanent, err,
-                                    sizeof(err)),
+    assert_int_equal(encode_to_file(&p, "mp3", 96000, dir, "x.mp3", OUTFILE_FLUSH, &e, &permanent,
+                                    err, sizeof(err)),
                      -1);
     assert_true(permanent);
     assert_non_null(strstr(err, "mp3"));
     assert_int_equal(access("x.mp3", F_OK), -1);
     /* A directory that does not exist is not the job's fault. */
-    assert_int_equal(encode_to_file(&p, "wav", 22050, "/nonexistent-dir", "x.wav", &e,
-                                    &permanent, err, sizeof(err)),
+    assert_int_equal(encode_to_file(&p, "wav", 22050, "/nonexistent-dir", "x.wav", OUTFILE_FLUSH,
+                                    &e, &permanent, err, sizeof(err)),
                      -1);
     assert_false(permanent);
     free(p.samples);
